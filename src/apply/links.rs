@@ -1,0 +1,118 @@
+//! Links over rtnetlink: the bridge, renames, bridge ports.
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::BridgeStpState;
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
+
+use super::{errno, ApplyError};
+use crate::model::{IfName, MacAddr};
+use crate::names::{LINK_ALIAS, PORT_MAC};
+use crate::observe;
+
+async fn index_of(handle: &Handle, name: &IfName) -> Result<Option<(u32, crate::plan::bridge::LinkFacts)>, ApplyError> {
+    let msg = observe::link(handle, name.as_str()).await.map_err(|e| ApplyError::Failed { what: name.to_string(), message: e.to_string() })?;
+    Ok(msg.map(|m| (m.header.index, observe::link_facts(&m))))
+}
+
+pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>, mtu: Option<u32>) -> Result<(), ApplyError> {
+    if index_of(handle, name).await?.is_some() {
+        return Ok(());
+    }
+    // stp off and no forward delay, as Xen's create_bridge: ports forward at once.
+    let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str()).stp_state(BridgeStpState::Disabled).forward_delay(0).alias(LINK_ALIAS);
+    if let Some(mac) = mac {
+        b = b.address(mac.0.to_vec());
+    }
+    if let Some(mtu) = mtu {
+        b = b.mtu(mtu);
+    }
+    match handle.link().add(b.up().build()).execute().await {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        r => r.map_err(ApplyError::netlink(format!("creating bridge {name}"))),
+    }
+}
+
+pub async fn delete(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {
+    let Some((index, _)) = index_of(handle, name).await? else { return Ok(()) };
+    match handle.link().del(index).execute().await {
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        r => r.map_err(ApplyError::netlink(format!("deleting {name}"))),
+    }
+}
+
+pub async fn rename(handle: &Handle, from: &IfName, to: &IfName) -> Result<(), ApplyError> {
+    let Some((index, facts)) = index_of(handle, from).await? else {
+        // Renamed already (a repeated online), or gone: the next step will tell.
+        return Ok(());
+    };
+    if facts.up {
+        set(handle, LinkUnspec::new_with_index(index).down(), from).await?;
+    }
+    match handle.link().set(LinkUnspec::new_with_index(index).name(to.to_string()).build()).execute().await {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(ApplyError::Failed {
+            what: format!("vifname {to}"),
+            message: format!("cannot rename {from}: an interface named {to} already exists"),
+        }),
+        r => r.map_err(ApplyError::netlink(format!("renaming {from} to {to}"))),
+    }
+}
+
+async fn set(handle: &Handle, b: LinkMessageBuilder<LinkUnspec>, what: &IfName) -> Result<(), ApplyError> {
+    handle.link().set(b.build()).execute().await.map_err(ApplyError::netlink(format!("setting {what}")))
+}
+
+/// Xen's setup_bridge_port + set_mtu + add_to_bridge, in as few messages as the kernel
+/// allows: the MAC can only change while the link is down, and enslaving comes last.
+pub async fn attach_port(handle: &Handle, port: &IfName, bridge: &IfName, mtu: u32) -> Result<(), ApplyError> {
+    let Some((index, facts)) = index_of(handle, port).await? else {
+        return Err(ApplyError::Failed { what: port.to_string(), message: "no such device".into() });
+    };
+    let Some((bridge_index, _)) = index_of(handle, bridge).await? else {
+        return Err(ApplyError::Failed { what: format!("bridge {bridge}"), message: "no such bridge".into() });
+    };
+    let needs_mac = facts.mac != Some(MacAddr(PORT_MAC));
+    if facts.up && (needs_mac || facts.master != Some(bridge_index)) {
+        set(handle, LinkUnspec::new_with_index(index).down(), port).await?;
+    }
+    flush_addresses(handle, index, port).await?;
+    let mut b = LinkUnspec::new_with_index(index).mtu(mtu).controller(bridge_index);
+    if needs_mac {
+        // Old netback refused MAC changes (xen 6e22a6ba68): a refusal is not fatal.
+        let with_mac = LinkUnspec::new_with_index(index).address(PORT_MAC.to_vec());
+        let _ = handle.link().set(with_mac.build()).execute().await;
+    }
+    b = b.up();
+    set(handle, b, port).await
+}
+
+async fn flush_addresses(handle: &Handle, index: u32, port: &IfName) -> Result<(), ApplyError> {
+    let addrs: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(ApplyError::netlink(format!("reading addresses of {port}")))?;
+    for a in addrs.into_iter().filter(|a| a.header.family == AddressFamily::Inet || a.header.family == AddressFamily::Inet6) {
+        match handle.address().del(a).execute().await {
+            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
+            r => r.map_err(ApplyError::netlink(format!("removing an address of {port}")))?,
+        }
+    }
+    Ok(())
+}
+
+pub async fn detach_port(handle: &Handle, port: &IfName) -> Result<(), ApplyError> {
+    let Some((index, facts)) = index_of(handle, port).await? else { return Ok(()) };
+    let mut b = LinkUnspec::new_with_index(index).down();
+    if facts.master.is_some() {
+        b = b.nocontroller();
+    }
+    match handle.link().set(b.build()).execute().await {
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        r => r.map_err(ApplyError::netlink(format!("detaching {port}"))),
+    }
+}
+

@@ -1,0 +1,117 @@
+//! The only code that changes the host: netlink, nftables, files. A plan runs step by
+//! step; if a step fails, the steps already done are undone in reverse (setup), or the
+//! remaining steps still run and every failure is reported (teardown).
+
+mod links;
+pub mod nft;
+pub mod nft_netlink;
+mod uplink;
+
+use rtnetlink::Handle;
+
+use crate::plan::nft::ElemChange;
+use crate::plan::{Plan, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{what}: {err}")]
+    Netlink { what: String, err: rtnetlink::Error },
+    #[error("{what}: {message}")]
+    Failed { what: String, message: String },
+    #[error("nftables: {0}")]
+    Nft(String),
+}
+
+impl ApplyError {
+    pub fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> ApplyError {
+        let what = what.into();
+        move |err| ApplyError::Netlink { what, err }
+    }
+}
+
+/// The errno of a netlink error answer, if it is one.
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+        _ => None,
+    }
+}
+
+/// Opens a netlink route connection on the current thread's runtime.
+pub fn connect() -> std::io::Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
+    match step {
+        Step::CreateBridge { name, mac, mtu } => links::create_bridge(handle, name, *mac, *mtu).await,
+        Step::DeleteLink { name } => links::delete(handle, name).await,
+        Step::Rename { from, to } => links::rename(handle, from, to).await,
+        Step::AttachPort { port, bridge, mtu } => links::attach_port(handle, port, bridge, *mtu).await,
+        Step::DetachPort { port } => links::detach_port(handle, port).await,
+        Step::EnsureNftTable => nft::ensure_table(),
+        Step::DeleteNftTableIfUnused => nft::delete_table_if_unused(),
+        Step::NftElements(changes) => nft::apply_elements(changes),
+        Step::Uplink(u) => uplink::run(handle, u).await,
+    }
+}
+
+/// What undoes a step that succeeded, for rollback of a failed setup.
+fn undo(step: &Step) -> Option<Step> {
+    match step {
+        Step::CreateBridge { name, .. } => Some(Step::DeleteLink { name: name.clone() }),
+        Step::Rename { from, to } => Some(Step::Rename { from: to.clone(), to: from.clone() }),
+        Step::AttachPort { port, .. } => Some(Step::DetachPort { port: port.clone() }),
+        Step::NftElements(changes) => Some(Step::NftElements(
+            changes
+                .iter()
+                .rev()
+                .map(|c| match c {
+                    ElemChange::Add(e) => ElemChange::Delete(e.clone()),
+                    ElemChange::Delete(e) => ElemChange::Add(e.clone()),
+                })
+                .collect(),
+        )),
+        Step::Uplink(u) => Some(Step::Uplink(u.inverse())),
+        Step::DeleteLink { .. } | Step::DetachPort { .. } | Step::EnsureNftTable | Step::DeleteNftTableIfUnused => None,
+    }
+}
+
+/// Setup: all or nothing. On failure the done steps are undone, newest first, and the
+/// first error is returned (with any rollback failure appended).
+pub async fn setup(handle: &Handle, plan: &Plan) -> Result<(), ApplyError> {
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Err(e) = run_step(handle, step).await {
+            let mut failed_undo = Vec::new();
+            for done in plan.steps[..i].iter().rev() {
+                if let Some(u) = undo(done) {
+                    if let Err(ue) = run_step(handle, &u).await {
+                        failed_undo.push(ue.to_string());
+                    }
+                }
+            }
+            if failed_undo.is_empty() {
+                return Err(e);
+            }
+            return Err(ApplyError::Failed {
+                what: e.to_string(),
+                message: format!("and rolling back failed too: {}", failed_undo.join("; ")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Teardown: every step runs even when one fails, because a half-removed vif is worse
+/// than a loud one; all failures come back.
+pub async fn teardown(handle: &Handle, plan: &Plan) -> Vec<ApplyError> {
+    let mut errors = Vec::new();
+    for step in &plan.steps {
+        if let Err(e) = run_step(handle, step).await {
+            errors.push(e);
+        }
+    }
+    errors
+}

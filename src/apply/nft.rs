@@ -1,0 +1,74 @@
+//! nftables: the table is built once through the `nft` binary (one JSON transaction,
+//! the `nftables` crate); per-vif set elements go straight over nfnetlink, one batch per
+//! verb, because an `nft` process per guest would cost more than all the rest of online.
+
+use ipnetwork::IpNetwork;
+
+use super::nft_netlink::{self, concat, key_ether, key_ifname, key_ipv4, key_ipv6, ElemOp, SetElem, NFPROTO_BRIDGE};
+use super::ApplyError;
+use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC};
+use crate::plan::nft::{bridge_table, Elem, ElemChange};
+
+fn nl(e: nft_netlink::NftNetlinkError) -> ApplyError {
+    ApplyError::Nft(e.to_string())
+}
+
+/// Creates `bridge vifnet` whole when it is missing (callers hold the lock, so two
+/// vifs cannot both create it).
+pub fn ensure_table() -> Result<(), ApplyError> {
+    if nft_netlink::table_exists(NFPROTO_BRIDGE, NFT_TABLE).map_err(nl)? {
+        return Ok(());
+    }
+    nftables::helper::apply_ruleset(&bridge_table()).map_err(|e| ApplyError::Nft(format!("creating table bridge {NFT_TABLE}: {e}")))
+}
+
+/// Deletes the table when no guest has elements in it any more.
+pub fn delete_table_if_unused() -> Result<(), ApplyError> {
+    if !nft_netlink::table_exists(NFPROTO_BRIDGE, NFT_TABLE).map_err(nl)? {
+        return Ok(());
+    }
+    for set in [SET_GUARDED, SET_VIF_MAC, SET_VIF_IP4, SET_VIF_IP6] {
+        if !nft_netlink::list_elements(NFPROTO_BRIDGE, NFT_TABLE, set).map_err(nl)?.is_empty() {
+            return Ok(());
+        }
+    }
+    let mut batch = nftables::batch::Batch::new();
+    batch.delete(nftables::schema::NfListObject::Table(nftables::schema::Table {
+        family: nftables::types::NfFamily::Bridge,
+        name: NFT_TABLE.into(),
+        handle: None,
+    }));
+    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| ApplyError::Nft(format!("deleting table bridge {NFT_TABLE}: {e}")))
+}
+
+/// The kernel's form of one element: key (and range end for prefixes).
+pub fn encode(elem: &Elem) -> SetElem {
+    let set = elem.set_name().to_string();
+    match elem {
+        Elem::Guarded(port) => SetElem { set, key: key_ifname(port.as_str()), key_end: None },
+        Elem::Mac(port, mac) => SetElem { set, key: concat(&[key_ifname(port.as_str()), key_ether(mac.0)]), key_end: None },
+        Elem::Ip(port, net) => {
+            let (first, last) = match net {
+                IpNetwork::V4(n) => (key_ipv4(n.network()), key_ipv4(n.broadcast())),
+                IpNetwork::V6(n) => {
+                    let first = u128::from(n.network());
+                    let last = first | (u128::MAX.checked_shr(n.prefix() as u32).unwrap_or(0));
+                    (key_ipv6(first.into()), key_ipv6(last.into()))
+                }
+            };
+            let name = key_ifname(port.as_str());
+            SetElem { set, key: concat(&[name.clone(), first]), key_end: Some(concat(&[name, last])) }
+        }
+    }
+}
+
+pub fn apply_elements(changes: &[ElemChange]) -> Result<(), ApplyError> {
+    let ops: Vec<ElemOp> = changes
+        .iter()
+        .map(|c| match c {
+            ElemChange::Add(e) => ElemOp::Add(encode(e)),
+            ElemChange::Delete(e) => ElemOp::Delete(encode(e)),
+        })
+        .collect();
+    nft_netlink::apply(NFPROTO_BRIDGE, NFT_TABLE, &ops).map_err(nl)
+}

@@ -1,0 +1,46 @@
+//! Mode files: `modes/<mode>.toml` shipped in the binary, overridden key by key by
+//! `$VIFNET_MODES_DIR/<mode>.toml` (default /etc/vifnet/modes). Unknown keys are errors.
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use super::ConfigError;
+use crate::names;
+
+/// The shipped defaults of one mode.
+pub fn shipped(mode: &str) -> Option<&'static str> {
+    match mode {
+        "bridge" => Some(include_str!("../../modes/bridge.toml")),
+        _ => None,
+    }
+}
+
+/// Where the administrator's override of `mode` lives.
+pub fn override_path(mode: &str) -> PathBuf {
+    let dir = std::env::var_os("VIFNET_MODES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(names::MODES_DIR));
+    dir.join(format!("{mode}.toml"))
+}
+
+/// Parses one mode file into `T`, a struct of `Option`s with `deny_unknown_fields`.
+pub fn parse_partial<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let at = match e.span() {
+            Some(span) => format!("{origin}:{}", 1 + text[..span.start].matches('\n').count()),
+            None => origin.to_string(),
+        };
+        ConfigError::syntax(at, e.message().replace('\n', " "))
+    })
+}
+
+/// The shipped file, then the override if it exists; `merge` lays the second over the first.
+pub fn load<T: DeserializeOwned>(mode: &str, merge: impl Fn(T, T) -> T) -> Result<T, ConfigError> {
+    let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge)"))?;
+    let base: T = parse_partial(text, &format!("modes/{mode}.toml (shipped)"))?;
+    let path = override_path(mode);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(merge(base, parse_partial(&text, &path.display().to_string())?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(base),
+        Err(e) => Err(ConfigError::Io { path: path.display().to_string(), message: e.to_string() }),
+    }
+}

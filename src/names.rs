@@ -1,0 +1,24 @@
+//! Every name vifnet owns, in one place: teardown selects by these, never by guessing.
+
+/// Our nftables table, in the `bridge` family (antispoofing of bridged guests).
+pub const NFT_TABLE: &str = "vifnet";
+/// Set of the bridge ports whose frames are checked.
+pub const SET_GUARDED: &str = "guarded";
+/// `ifname . ether_addr`: the MAC each guarded port may send from.
+pub const SET_VIF_MAC: &str = "vif_mac";
+/// `ifname . ipv4_addr` (intervals): the IPv4 sources each guarded port may use.
+pub const SET_VIF_IP4: &str = "vif_ip4";
+/// `ifname . ipv6_addr` (intervals): the IPv6 sources each guarded port may use.
+pub const SET_VIF_IP6: &str = "vif_ip6";
+
+/// The alias written on links vifnet created, so `stop` deletes only its own.
+pub const LINK_ALIAS: &str = "vifnet";
+
+/// MAC of the host side of a bridged vif, as Xen sets it: the largest non-broadcast
+/// address, so it never becomes the bridge's own MAC or STP id.
+pub const PORT_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+
+/// Default state directory (lock, journal); `VIFNET_STATE_DIR` overrides it.
+pub const STATE_DIR: &str = "/run/vifnet";
+/// Default directory of the administrator's mode files; `VIFNET_MODES_DIR` overrides it.
+pub const MODES_DIR: &str = "/etc/vifnet/modes";

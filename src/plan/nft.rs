@@ -1,0 +1,307 @@
+//! Our nftables objects: the `bridge vifnet` table (built once, in one transaction) and the
+//! per-vif set elements (one transaction per verb). Per-vif work only adds or deletes
+//! elements, so it costs the same whatever the number of guests.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use ipnetwork::IpNetwork;
+use nftables::batch::Batch;
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, SetItem};
+use nftables::schema::{Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table};
+use nftables::stmt::{Counter, JumpTarget, Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::model::{IfName, MacAddr};
+use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC};
+
+/// One element of one of our sets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Elem {
+    /// `guarded`: frames from this port are checked.
+    Guarded(IfName),
+    /// `vif_mac`: the port may send from this MAC.
+    Mac(IfName, MacAddr),
+    /// `vif_ip4` / `vif_ip6`: the port may use sources in this prefix.
+    Ip(IfName, IpNetwork),
+}
+
+impl Elem {
+    pub fn set_name(&self) -> &'static str {
+        match self {
+            Elem::Guarded(_) => SET_GUARDED,
+            Elem::Mac(..) => SET_VIF_MAC,
+            Elem::Ip(_, IpNetwork::V4(_)) => SET_VIF_IP4,
+            Elem::Ip(_, IpNetwork::V6(_)) => SET_VIF_IP6,
+        }
+    }
+}
+
+impl fmt::Display for Elem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Elem::Guarded(port) => write!(f, "\"{port}\""),
+            Elem::Mac(port, mac) => write!(f, "\"{port}\" . {mac}"),
+            Elem::Ip(port, net) if net.prefix() == max_prefix(net) => write!(f, "\"{port}\" . {}", net.ip()),
+            Elem::Ip(port, net) => write!(f, "\"{port}\" . {net}"),
+        }
+    }
+}
+
+fn max_prefix(net: &IpNetwork) -> u8 {
+    if net.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElemChange {
+    Add(Elem),
+    Delete(Elem),
+}
+
+impl fmt::Display for ElemChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (verb, e) = match self {
+            ElemChange::Add(e) => ("add", e),
+            ElemChange::Delete(e) => ("delete", e),
+        };
+        write!(f, "{verb} element bridge {NFT_TABLE} {} {{ {e} }}", e.set_name())
+    }
+}
+
+/// The elements that carry one guest's antispoofing: port, MAC, and every allowed source.
+/// The guest's EUI-64 link-local address is allowed so that neighbour discovery works.
+pub fn guest_elements(port: &IfName, mac: MacAddr, ips: &[IpNetwork]) -> Vec<Elem> {
+    let mut elems = vec![Elem::Guarded(port.clone()), Elem::Mac(port.clone(), mac)];
+    let link_local = IpNetwork::new(mac.eui64_link_local().into(), 128).expect("a /128 is valid");
+    for net in ips.iter().chain(std::iter::once(&link_local)) {
+        let e = Elem::Ip(port.clone(), *net);
+        if !elems.contains(&e) {
+            elems.push(e);
+        }
+    }
+    elems
+}
+
+/// Changes that turn the elements `old` into `new`: deletes first, in one transaction anyway.
+pub fn diff(old: &[Elem], new: &[Elem]) -> Vec<ElemChange> {
+    let old_set: HashSet<&Elem> = old.iter().collect();
+    let new_set: HashSet<&Elem> = new.iter().collect();
+    let mut out: Vec<ElemChange> = old.iter().filter(|e| !new_set.contains(e)).cloned().map(ElemChange::Delete).collect();
+    out.extend(new.iter().filter(|e| !old_set.contains(e)).cloned().map(ElemChange::Add));
+    out
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn field(protocol: &'static str, name: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
+        protocol: Cow::Borrowed(protocol),
+        field: Cow::Borrowed(name),
+    })))
+}
+
+fn text(s: &'static str) -> Expression<'static> {
+    Expression::String(Cow::Borrowed(s))
+}
+
+fn is(left: Expression<'static>, op: Operator, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+/// `iifname . <field> != @set`: the lookup that checks one property of a guarded port's frame.
+fn port_lookup_fails(protocol: &'static str, name: &'static str, set: &'static str) -> Statement<'static> {
+    is(
+        Expression::Named(NamedExpression::Concat(vec![meta(MetaKey::Iifname), field(protocol, name)])),
+        Operator::NEQ,
+        Expression::String(Cow::Owned(format!("@{set}"))),
+    )
+}
+
+fn counted_drop() -> [Statement<'static>; 2] {
+    [Statement::Counter(Counter::Anonymous(None)), Statement::Drop(None)]
+}
+
+fn set(name: &'static str, types: &[SetType], interval: bool) -> NfListObject<'static> {
+    let set_type = match types {
+        [one] => SetTypeValue::Single(*one),
+        many => SetTypeValue::Concatenated(Cow::Owned(many.to_vec())),
+    };
+    NfListObject::Set(Box::new(Set {
+        family: NfFamily::Bridge,
+        table: Cow::Borrowed(NFT_TABLE),
+        name: Cow::Borrowed(name),
+        handle: None,
+        set_type,
+        policy: None,
+        flags: interval.then(|| HashSet::from([SetFlag::Interval])),
+        elem: None,
+        timeout: None,
+        gc_interval: None,
+        size: None,
+        comment: None,
+    }))
+}
+
+fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: NfFamily::Bridge,
+        table: Cow::Borrowed(NFT_TABLE),
+        chain: Cow::Borrowed(chain),
+        expr: Cow::Owned(expr),
+        handle: None,
+        index: None,
+        comment: None,
+    })
+}
+
+/// The whole `bridge vifnet` table, created in one transaction when it is missing.
+pub fn bridge_table() -> Nftables<'static> {
+    let mut b = Batch::new();
+    b.add(NfListObject::Table(Table { family: NfFamily::Bridge, name: Cow::Borrowed(NFT_TABLE), handle: None }));
+    // set guarded { type ifname; }
+    b.add(set(SET_GUARDED, &[SetType::Ifname], false));
+    // set vif_mac { type ifname . ether_addr; }
+    b.add(set(SET_VIF_MAC, &[SetType::Ifname, SetType::EtherAddr], false));
+    // set vif_ip4 { type ifname . ipv4_addr; flags interval; }
+    b.add(set(SET_VIF_IP4, &[SetType::Ifname, SetType::Ipv4Addr], true));
+    // set vif_ip6 { type ifname . ipv6_addr; flags interval; }
+    b.add(set(SET_VIF_IP6, &[SetType::Ifname, SetType::Ipv6Addr], true));
+    for (name, hook) in [("prerouting", Some(NfHook::Prerouting)), ("guard", None)] {
+        b.add(NfListObject::Chain(Chain {
+            family: NfFamily::Bridge,
+            table: Cow::Borrowed(NFT_TABLE),
+            name: Cow::Borrowed(name),
+            newname: None,
+            handle: None,
+            _type: hook.map(|_| NfChainType::Filter),
+            hook,
+            // Before anything else sees the frame, br_netfilter included.
+            prio: hook.map(|_| -300),
+            dev: None,
+            policy: hook.map(|_| NfChainPolicy::Accept),
+        }));
+    }
+    // prerouting: iifname @guarded jump guard
+    b.add(rule(
+        "prerouting",
+        vec![
+            is(meta(MetaKey::Iifname), Operator::EQ, Expression::String(Cow::Owned(format!("@{SET_GUARDED}")))),
+            Statement::Jump(JumpTarget { target: Cow::Borrowed("guard") }),
+        ],
+    ));
+    let mut guard = |mut expr: Vec<Statement<'static>>, drop: bool| {
+        if drop {
+            expr.extend(counted_drop());
+        }
+        b.add(rule("guard", expr));
+    };
+    // guard: iifname . ether saddr != @vif_mac counter drop
+    guard(vec![port_lookup_fails("ether", "saddr", SET_VIF_MAC)], true);
+    // guard: iifname . arp saddr ether != @vif_mac counter drop
+    guard(vec![port_lookup_fails("arp", "saddr ether", SET_VIF_MAC)], true);
+    // guard: arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @vif_ip4 counter drop  (ARP probes use 0.0.0.0)
+    guard(
+        vec![is(field("arp", "saddr ip"), Operator::NEQ, text("0.0.0.0")), port_lookup_fails("arp", "saddr ip", SET_VIF_IP4)],
+        true,
+    );
+    // guard: ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept  (DHCP before a lease)
+    guard(
+        vec![
+            is(field("ip", "saddr"), Operator::EQ, text("0.0.0.0")),
+            is(field("ip", "daddr"), Operator::EQ, text("255.255.255.255")),
+            is(field("udp", "sport"), Operator::EQ, Expression::Number(68)),
+            is(field("udp", "dport"), Operator::EQ, Expression::Number(67)),
+            Statement::Accept(None),
+        ],
+        false,
+    );
+    // guard: iifname . ip saddr != @vif_ip4 counter drop
+    guard(vec![port_lookup_fails("ip", "saddr", SET_VIF_IP4)], true);
+    // guard: ip6 saddr :: icmpv6 type nd-neighbor-solicit accept  (duplicate address detection)
+    guard(
+        vec![
+            is(field("ip6", "saddr"), Operator::EQ, text("::")),
+            is(field("icmpv6", "type"), Operator::EQ, text("nd-neighbor-solicit")),
+            Statement::Accept(None),
+        ],
+        false,
+    );
+    // guard: iifname . ip6 saddr != @vif_ip6 counter drop
+    guard(vec![port_lookup_fails("ip6", "saddr", SET_VIF_IP6)], true);
+    // guard: ether type != { ip, arp, ip6 } counter drop  (VLAN tags and other protocols would bypass the checks)
+    guard(
+        vec![is(
+            field("ether", "type"),
+            Operator::NEQ,
+            Expression::Named(NamedExpression::Set(vec![
+                SetItem::Element(text("ip")),
+                SetItem::Element(text("arp")),
+                SetItem::Element(text("ip6")),
+            ])),
+        )],
+        true,
+    );
+    b.to_nftables()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port() -> IfName {
+        IfName::parse("t", "vif5.0").unwrap()
+    }
+    fn mac() -> MacAddr {
+        MacAddr::parse("t", "00:16:3e:12:34:56").unwrap()
+    }
+
+    #[test]
+    fn guest_elements_cover_mac_addresses_and_link_local() {
+        let ips = crate::model::parse_ip_list("t", "192.0.2.10 2001:db8::10").unwrap();
+        let lines: Vec<String> = guest_elements(&port(), mac(), &ips).iter().map(|e| format!("{} {e}", e.set_name())).collect();
+        assert_eq!(
+            lines,
+            [
+                "guarded \"vif5.0\"",
+                "vif_mac \"vif5.0\" . 00:16:3e:12:34:56",
+                "vif_ip4 \"vif5.0\" . 192.0.2.10",
+                "vif_ip6 \"vif5.0\" . 2001:db8::10",
+                "vif_ip6 \"vif5.0\" . fe80::216:3eff:fe12:3456",
+            ]
+        );
+    }
+
+    #[test]
+    fn diff_deletes_what_went_and_adds_what_came() {
+        let a = guest_elements(&port(), mac(), &crate::model::parse_ip_list("t", "192.0.2.10").unwrap());
+        let b = guest_elements(&port(), mac(), &crate::model::parse_ip_list("t", "192.0.2.11").unwrap());
+        let d: Vec<String> = diff(&a, &b).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            d,
+            [
+                "delete element bridge vifnet vif_ip4 { \"vif5.0\" . 192.0.2.10 }",
+                "add element bridge vifnet vif_ip4 { \"vif5.0\" . 192.0.2.11 }",
+            ]
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    /// The table as JSON is a golden file: a change on purpose shows in its diff.
+    #[test]
+    fn bridge_table_matches_golden_file() {
+        let json = serde_json::to_string_pretty(&bridge_table()).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/bridge-table.json");
+        if std::env::var_os("VIFNET_BLESS").is_some() {
+            std::fs::write(path, &json).unwrap();
+        }
+        let golden = std::fs::read_to_string(path).expect("tests/golden/bridge-table.json (VIFNET_BLESS=1 writes it)");
+        assert_eq!(json, golden, "the nft table changed: review, then VIFNET_BLESS=1 cargo test");
+    }
+}

@@ -1,0 +1,279 @@
+//! Uplink takeover (`network bridge start netdev=X takeover=yes`): every address and route
+//! of X moves to the bridge, which takes X's MAC; X becomes a port. `stop` reverses it from
+//! the record. Addresses and routes are kept as the kernel's own netlink messages, so
+//! nothing (metrics, sources, lifetimes, tables, flags) is lost on the way and back.
+
+use std::fmt;
+
+use rtnetlink::packet_core::{Emitable, Parseable};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::AddressFamily;
+use serde::{Deserialize, Serialize};
+
+use super::{Plan, Step};
+use crate::model::{IfName, MacAddr};
+
+/// One uplink change; the device is named, its index is looked up when applied (the
+/// bridge may not exist yet when the plan is made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UplinkStep {
+    AddAddr { dev: IfName, msg: AddressMessage },
+    DelAddr { dev: IfName, msg: AddressMessage },
+    AddRoute { dev: IfName, msg: RouteMessage },
+    DelRoute { dev: IfName, msg: RouteMessage },
+    /// Enslave `port` to `bridge` and bring both up.
+    Enslave { port: IfName, bridge: IfName },
+    Release { port: IfName },
+}
+
+impl UplinkStep {
+    /// The step that undoes this one (for rollback on failure).
+    pub fn inverse(&self) -> UplinkStep {
+        match self.clone() {
+            UplinkStep::AddAddr { dev, msg } => UplinkStep::DelAddr { dev, msg },
+            UplinkStep::DelAddr { dev, msg } => UplinkStep::AddAddr { dev, msg },
+            UplinkStep::AddRoute { dev, msg } => UplinkStep::DelRoute { dev, msg },
+            UplinkStep::DelRoute { dev, msg } => UplinkStep::AddRoute { dev, msg },
+            UplinkStep::Enslave { port, .. } => UplinkStep::Release { port },
+            UplinkStep::Release { port } => UplinkStep::Release { port },
+        }
+    }
+}
+
+impl fmt::Display for UplinkStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UplinkStep::AddAddr { dev, msg } => write!(f, "ip addr add {} dev {dev}", addr_text(msg)),
+            UplinkStep::DelAddr { dev, msg } => write!(f, "ip addr del {} dev {dev}", addr_text(msg)),
+            UplinkStep::AddRoute { dev, msg } => write!(f, "ip route add {} dev {dev}", route_text(msg)),
+            UplinkStep::DelRoute { dev, msg } => write!(f, "ip route del {} dev {dev}", route_text(msg)),
+            UplinkStep::Enslave { port, bridge } => write!(f, "ip link set {port} master {bridge} up; ip link set {bridge} up"),
+            UplinkStep::Release { port } => write!(f, "ip link set {port} nomaster"),
+        }
+    }
+}
+
+fn addr_text(msg: &AddressMessage) -> String {
+    let addr = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let addr = addr.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    });
+    match addr {
+        Some(ip) => format!("{ip}/{}", msg.header.prefix_len),
+        None => "?".into(),
+    }
+}
+
+fn route_text(msg: &RouteMessage) -> String {
+    let mut s = String::new();
+    let dst = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => Some(format!("{d:?}")),
+        _ => None,
+    });
+    match dst {
+        Some(d) => s += &format!("{}/{}", strip_debug(&d), msg.header.destination_prefix_length),
+        None => s += "default",
+    }
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Gateway(g) => s += &format!(" via {}", strip_debug(&format!("{g:?}"))),
+            RouteAttribute::PrefSource(p) => s += &format!(" src {}", strip_debug(&format!("{p:?}"))),
+            RouteAttribute::Priority(m) => s += &format!(" metric {m}"),
+            RouteAttribute::Table(t) if *t != 254 => s += &format!(" table {t}"),
+            _ => {}
+        }
+    }
+    if msg.header.address_family == AddressFamily::Inet6 {
+        s.insert_str(0, "-6 ");
+    }
+    s
+}
+
+/// `Inet(1.2.3.4)` -> `1.2.3.4`: RouteAddress prints as a tuple variant.
+fn strip_debug(s: &str) -> String {
+    match (s.find('('), s.rfind(')')) {
+        (Some(a), Some(b)) if a < b => s[a + 1..b].to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// What `observe` read of the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkFacts {
+    pub name: IfName,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// Its addresses, in the kernel's order (primaries before their secondaries).
+    pub addrs: Vec<AddressMessage>,
+    /// Its routes in every table, both families, as dumped.
+    pub routes: Vec<RouteMessage>,
+}
+
+/// Only what an administrator put there moves: kernel-made routes (prefix, local,
+/// multicast) and IPv6 link-local addresses come back by themselves on the new device.
+pub fn movable_addrs(addrs: &[AddressMessage]) -> Vec<AddressMessage> {
+    addrs
+        .iter()
+        .filter(|a| !(a.header.family == AddressFamily::Inet6 && a.header.scope == AddressScope::Link))
+        .map(|a| {
+            let mut a = a.clone();
+            a.header.index = 0;
+            a
+        })
+        .collect()
+}
+
+pub fn movable_routes(routes: &[RouteMessage]) -> Vec<RouteMessage> {
+    let mut out: Vec<RouteMessage> = routes
+        .iter()
+        .filter(|r| r.header.protocol != RouteProtocol::Kernel && r.header.protocol != RouteProtocol::Ra)
+        .filter(|r| route_table(r) != 255)
+        .filter(|r| !r.attributes.iter().any(|a| matches!(a, RouteAttribute::MultiPath(_))))
+        .map(|r| {
+            let mut r = r.clone();
+            // The device is given when applied; cache data is the kernel's, not a setting.
+            r.attributes.retain(|a| !matches!(a, RouteAttribute::Oif(_) | RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_)));
+            r
+        })
+        .collect();
+    // Routes through a gateway need the on-link routes first.
+    out.sort_by_key(|r| r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_))));
+    out
+}
+
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(r.header.table as u32)
+}
+
+/// On the bridge, the addresses skip duplicate address detection: they were already
+/// unique on this very link, and DAD would leave the host without them for a second.
+fn no_dad(msg: &AddressMessage) -> AddressMessage {
+    let mut m = msg.clone();
+    if m.header.family == AddressFamily::Inet6 {
+        let mut found = false;
+        for a in m.attributes.iter_mut() {
+            if let AddressAttribute::Flags(f) = a {
+                *f |= AddressFlags::Nodad;
+                found = true;
+            }
+        }
+        if !found {
+            m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+    }
+    m
+}
+
+/// What a takeover did, kept in the state directory so that `stop` can undo it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverRecord {
+    pub bridge: IfName,
+    pub netdev: IfName,
+    pub created_bridge: bool,
+    /// Netlink messages, hex-encoded, exactly as they were on the uplink.
+    pub addrs: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
+fn emit<M: Emitable>(m: &M) -> String {
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.emit(&mut buf);
+    to_hex(&buf)
+}
+
+impl TakeoverRecord {
+    pub fn addrs(&self) -> Result<Vec<AddressMessage>, String> {
+        self.addrs
+            .iter()
+            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| AddressMessage::parse(&b.as_slice()).map_err(|_| "bad address message")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("takeover record of {}: {e}", self.bridge))
+    }
+    pub fn routes(&self) -> Result<Vec<RouteMessage>, String> {
+        self.routes
+            .iter()
+            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| RouteMessage::parse(&b.as_slice()).map_err(|_| "bad route message")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("takeover record of {}: {e}", self.bridge))
+    }
+}
+
+/// `start`: move everything of the uplink to `bridge`. Routes leave before addresses
+/// (a route's source must still exist) and come back after them.
+pub fn start(bridge: &IfName, bridge_exists: bool, up: &UplinkFacts) -> (Plan, TakeoverRecord) {
+    let addrs = movable_addrs(&up.addrs);
+    let routes = movable_routes(&up.routes);
+    let mut plan = Plan::default();
+    if !bridge_exists {
+        plan.push(Step::CreateBridge { name: bridge.clone(), mac: Some(up.mac), mtu: Some(up.mtu) });
+    }
+    let x = &up.name;
+    for r in routes.iter().rev() {
+        plan.push(Step::Uplink(UplinkStep::DelRoute { dev: x.clone(), msg: r.clone() }));
+    }
+    // Secondaries before their primary, or the kernel drops them along with it.
+    for a in addrs.iter().rev() {
+        plan.push(Step::Uplink(UplinkStep::DelAddr { dev: x.clone(), msg: a.clone() }));
+    }
+    plan.push(Step::Uplink(UplinkStep::Enslave { port: x.clone(), bridge: bridge.clone() }));
+    for a in &addrs {
+        plan.push(Step::Uplink(UplinkStep::AddAddr { dev: bridge.clone(), msg: no_dad(a) }));
+    }
+    for r in &routes {
+        plan.push(Step::Uplink(UplinkStep::AddRoute { dev: bridge.clone(), msg: r.clone() }));
+    }
+    let record = TakeoverRecord {
+        bridge: bridge.clone(),
+        netdev: x.clone(),
+        created_bridge: !bridge_exists,
+        addrs: addrs.iter().map(emit).collect(),
+        routes: routes.iter().map(emit).collect(),
+    };
+    (plan, record)
+}
+
+/// `stop`: the reverse of `start`, from its record. The bridge goes only if we made it
+/// and no other port is left on it (`other_ports`).
+pub fn stop(rec: &TakeoverRecord, other_ports: &[String]) -> Result<Plan, String> {
+    let addrs = rec.addrs()?;
+    let routes = rec.routes()?;
+    let mut plan = Plan::default();
+    for r in routes.iter().rev() {
+        plan.push(Step::Uplink(UplinkStep::DelRoute { dev: rec.bridge.clone(), msg: r.clone() }));
+    }
+    for a in addrs.iter().rev() {
+        plan.push(Step::Uplink(UplinkStep::DelAddr { dev: rec.bridge.clone(), msg: no_dad(a) }));
+    }
+    plan.push(Step::Uplink(UplinkStep::Release { port: rec.netdev.clone() }));
+    for a in &addrs {
+        plan.push(Step::Uplink(UplinkStep::AddAddr { dev: rec.netdev.clone(), msg: a.clone() }));
+    }
+    for r in &routes {
+        plan.push(Step::Uplink(UplinkStep::AddRoute { dev: rec.netdev.clone(), msg: r.clone() }));
+    }
+    if rec.created_bridge && other_ports.is_empty() {
+        plan.push(Step::DeleteLink { name: rec.bridge.clone() });
+    }
+    Ok(plan)
+}

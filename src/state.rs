@@ -1,0 +1,141 @@
+//! /run/vifnet: the lock every mutating verb holds, and the journals that let `offline`
+//! and `stop` undo exactly what was done (design.md §4).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::names;
+use crate::plan::takeover::TakeoverRecord;
+use crate::plan::VifRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{path}: another vifnet has held the lock for {secs} s; giving up")]
+    LockTimeout { path: String, secs: u64 },
+    #[error("{path}: unreadable journal: {err}")]
+    Corrupt { path: String, err: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |err| StateError::Io { path: path.display().to_string(), err }
+}
+
+/// The state directory: `$VIFNET_STATE_DIR`, else /run/vifnet.
+pub fn dir() -> PathBuf {
+    std::env::var_os("VIFNET_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(names::STATE_DIR))
+}
+
+/// Held for the whole of a mutating verb; released when dropped (the fd closes).
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the one flock on `<state>/lock`, waiting at most `timeout`: libxl gives a
+/// script 40 s, so a waiter must give up well before that with a clear error.
+pub fn lock(timeout: Duration) -> Result<Lock, StateError> {
+    let d = dir();
+    fs::create_dir_all(&d).map_err(io(&d))?;
+    let path = d.join("lock");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        // SAFETY: flock on an fd we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Lock { _file: file });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(StateError::Io { path: path.display().to_string(), err });
+        }
+        if start.elapsed() >= timeout {
+            return Err(StateError::LockTimeout { path: path.display().to_string(), secs: timeout.as_secs() });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn vif_path(kernel_name: &str) -> PathBuf {
+    dir().join("vifs").join(format!("{kernel_name}.json"))
+}
+
+fn takeover_path(bridge: &str) -> PathBuf {
+    dir().join("takeover").join(format!("{bridge}.json"))
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a journal.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let parent = path.parent().expect("journal paths have a parent");
+    fs::create_dir_all(parent).map_err(io(parent))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&serde_json::to_vec_pretty(value).expect("records serialise")).map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt { path: path.display().to_string(), err: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StateError::Io { path: path.display().to_string(), err: e }),
+    }
+}
+
+fn remove(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io { path: path.display().to_string(), err: e }),
+        _ => Ok(()),
+    }
+}
+
+pub fn read_vif(kernel_name: &str) -> Result<Option<VifRecord>, StateError> {
+    read_json(&vif_path(kernel_name))
+}
+pub fn write_vif(rec: &VifRecord) -> Result<(), StateError> {
+    write_json(&vif_path(rec.kernel_name.as_str()), rec)
+}
+pub fn remove_vif(kernel_name: &str) -> Result<(), StateError> {
+    remove(&vif_path(kernel_name))
+}
+
+/// Every vif journal, for `status` (sorted by name).
+pub fn all_vifs() -> Result<Vec<VifRecord>, StateError> {
+    let d = dir().join("vifs");
+    let entries = match fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StateError::Io { path: d.display().to_string(), err: e }),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            if let Some(rec) = read_json::<VifRecord>(&p)? {
+                out.push(rec);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.kernel_name.cmp(&b.kernel_name));
+    Ok(out)
+}
+
+pub fn read_takeover(bridge: &str) -> Result<Option<TakeoverRecord>, StateError> {
+    read_json(&takeover_path(bridge))
+}
+pub fn write_takeover(rec: &TakeoverRecord) -> Result<(), StateError> {
+    write_json(&takeover_path(rec.bridge.as_str()), rec)
+}
+pub fn remove_takeover(bridge: &str) -> Result<(), StateError> {
+    remove(&takeover_path(bridge))
+}
