@@ -1,2 +1,105 @@
-//! (being written)
-pub fn main() -> i32 { 0 }
+//! The command line: argv[0] dispatch (network-bridge, vif-bridge, ...), clap, exit codes.
+
+mod network;
+mod setup;
+mod status;
+pub mod vif;
+
+use clap::{Parser, Subcommand};
+
+/// vifnet: the host side of Xen guest networking (bridge mode), over netlink and nftables.
+#[derive(Parser, Debug)]
+#[command(name = "vifnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Host-wide setup of a mode, as xend's network-script: start, stop or status.
+    Network(network::NetworkArgs),
+    /// Per-interface hotplug, as libxl's vif script: online, offline (vif), add, remove (tap).
+    Vif(vif::VifArgs),
+    /// Every vif vifnet manages, with mode, bridge, MAC, addresses and antispoofing.
+    Status(status::StatusArgs),
+    /// Bring a whole configuration up from xend-config.sxp, xl.conf and domain configs;
+    /// with --simulate, in network namespaces with stand-in guests (no Xen needed).
+    Setup(setup::SetupArgs),
+}
+
+/// argv as `vifnet ...` would see it: the multi-call names map onto subcommands.
+pub fn normalise_argv(argv: Vec<String>) -> Vec<String> {
+    let prog = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let rest = argv.iter().skip(1).cloned();
+    for mode in ["bridge", "route", "nat"] {
+        if prog == format!("network-{mode}") {
+            return ["vifnet", "network", mode].iter().map(|s| s.to_string()).chain(rest).collect();
+        }
+        if prog == format!("vif-{mode}") {
+            return ["vifnet", "vif", mode].iter().map(|s| s.to_string()).chain(rest).collect();
+        }
+    }
+    argv
+}
+
+pub fn main() -> i32 {
+    let argv = normalise_argv(std::env::args().collect());
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Network(a) => network::run(a),
+        Command::Vif(a) => vif::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Setup(a) => setup::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::log::error(&one_line(&e));
+            1
+        }
+    }
+}
+
+/// An error chain on one line, outermost context first.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        if !out.iter().any(|o| o.contains(&p)) {
+            out.push(p);
+        }
+    }
+    out.join(": ").replace('\n', " ")
+}
+
+/// A current-thread runtime: a hotplug call is a handful of netlink round trips.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_call_names_map_to_subcommands() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(normalise_argv(v(&["/etc/xen/scripts/vif-bridge", "online", "type_if=vif"])), v(&["vifnet", "vif", "bridge", "online", "type_if=vif"]));
+        assert_eq!(normalise_argv(v(&["network-bridge", "start"])), v(&["vifnet", "network", "bridge", "start"]));
+        assert_eq!(normalise_argv(v(&["vifnet", "status"])), v(&["vifnet", "status"]));
+    }
+
+    #[test]
+    fn every_verb_has_help() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod inputs;
 pub mod kv;
 pub mod modefile;
 pub mod sxp;

@@ -62,6 +62,19 @@ fn legacy_bridge_name(bridge: &IfName) -> Option<String> {
     (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| format!("eth{n}"))
 }
 
+/// A bridge we create gets a MAC of its own, derived from its name: otherwise it would take
+/// the lowest port MAC, fe:ff:ff:ff:ff:ff of the first vif, and change as guests come and go.
+/// Locally administered, unicast, and the same every time the bridge is made.
+pub fn stable_mac(name: &IfName) -> MacAddr {
+    // FNV-1a: small, stable across releases, good enough to spread names.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.as_str().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
 /// The names `observe` must look up for `vif_up`.
 pub fn names_to_observe(vif: &BridgedVif) -> Vec<String> {
     let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string(), vif.bridge.to_string()];
@@ -90,7 +103,7 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
         None => match legacy_bridge_name(&vif.bridge).and_then(|n| facts.link(&n).filter(|l| l.is_bridge).map(|l| (n, l.mtu))) {
             Some((n, mtu)) => (IfName::parse("bridge", &n).expect("ethN is a valid name"), mtu),
             None if vif.bridge == mode.bridge && mode.create_bridge => {
-                plan.push(Step::CreateBridge { name: vif.bridge.clone(), mac: None, mtu: None });
+                plan.push(Step::CreateBridge { name: vif.bridge.clone(), mac: Some(stable_mac(&vif.bridge)), mtu: None });
                 (vif.bridge.clone(), 1500)
             }
             None => return Err(PlanError::NoBridge { bridge: vif.bridge.to_string() }),

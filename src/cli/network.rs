@@ -1,0 +1,120 @@
+//! `vifnet network <mode> start|stop|status [key=value...]`: the host-wide part of a mode,
+//! what xend's network-script did. libxl never calls it; `vif online` makes what it needs.
+
+use anyhow::{bail, Context, Result};
+use netlink_packet_route::link::LinkAttribute;
+
+use crate::config::inputs::{self, Inputs};
+use crate::config::kv;
+use crate::names::LINK_ALIAS;
+use crate::plan::{takeover, Plan, Step};
+use crate::{apply, log, observe, state};
+
+#[derive(clap::Args, Debug)]
+pub struct NetworkArgs {
+    /// The mode: bridge.
+    mode: String,
+    /// start, stop or status, and key=value settings (bridge, netdev, takeover, antispoof, create_bridge).
+    #[arg(required = true)]
+    words: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: NetworkArgs) -> Result<()> {
+    if args.mode != "bridge" {
+        bail!("mode {:?}: not available yet (bridge is)", args.mode);
+    }
+    let (words, kvs) = kv::parse_args(args.words.clone())?;
+    let inputs = Inputs { args: kvs, ..Default::default() };
+    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS)?;
+    let mode = inputs::bridge_mode(&inputs)?;
+    let command = words.first().map(String::as_str).unwrap_or("");
+    let rt = crate::cli::runtime()?;
+    let _lock = match command {
+        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
+        _ => None,
+    };
+    rt.block_on(async {
+        let handle = apply::connect()?;
+        let bridge_msg = observe::link(&handle, mode.bridge.as_str()).await?;
+        match command {
+            "start" => {
+                let plan = match (&mode.netdev, mode.takeover) {
+                    (Some(netdev), true) => {
+                        if state::read_takeover(mode.bridge.as_str())?.is_some() {
+                            log::info(&format!("{}: has taken over {netdev} already", mode.bridge));
+                            return Ok(());
+                        }
+                        let up = observe::uplink(&handle, netdev).await?;
+                        let (plan, record) = takeover::start(&mode.bridge, bridge_msg.is_some(), &up);
+                        if args.dry_run {
+                            print!("{plan}");
+                            return Ok(());
+                        }
+                        state::write_takeover(&record)?;
+                        if let Err(e) = apply::setup(&handle, &plan).await {
+                            state::remove_takeover(mode.bridge.as_str())?;
+                            return Err(anyhow::anyhow!(e).context(format!("taking over {netdev} (rolled back)")));
+                        }
+                        log::info(&format!("{}: took over {netdev}", mode.bridge));
+                        return Ok(());
+                    }
+                    _ => Plan { steps: vec![Step::CreateBridge { name: mode.bridge.clone(), mac: Some(crate::plan::bridge::stable_mac(&mode.bridge)), mtu: None }] },
+                };
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                apply::setup(&handle, &plan).await?;
+                Ok(())
+            }
+            "stop" => {
+                let ports = match &bridge_msg {
+                    Some(b) => observe::ports_of(&handle, b.header.index).await?,
+                    None => Vec::new(),
+                };
+                let mut plan = match state::read_takeover(mode.bridge.as_str())? {
+                    Some(rec) => {
+                        let others: Vec<String> = ports.iter().filter(|p| **p != rec.netdev.as_str()).cloned().collect();
+                        takeover::stop(&rec, &others).map_err(anyhow::Error::msg)?
+                    }
+                    None => {
+                        let ours = bridge_msg.as_ref().is_some_and(|b| {
+                            b.attributes.iter().any(|a| matches!(a, LinkAttribute::IfAlias(s) if s == LINK_ALIAS))
+                        });
+                        let mut p = Plan::default();
+                        if ours && ports.is_empty() {
+                            p.push(Step::DeleteLink { name: mode.bridge.clone() });
+                        }
+                        p
+                    }
+                };
+                plan.push(Step::DeleteNftTableIfUnused);
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                let errors = apply::teardown(&handle, &plan).await;
+                if !errors.is_empty() {
+                    let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    bail!("stop left something behind: {}", all.join("; "));
+                }
+                state::remove_takeover(mode.bridge.as_str())?;
+                Ok(())
+            }
+            "status" => {
+                let Some(b) = bridge_msg else { bail!("bridge {}: no such bridge", mode.bridge) };
+                let ports = observe::ports_of(&handle, b.header.index).await?;
+                println!("bridge {} ports: {}", mode.bridge, if ports.is_empty() { "-".into() } else { ports.join(" ") });
+                if let Some(rec) = state::read_takeover(mode.bridge.as_str())? {
+                    println!("uplink {} taken over: {} addresses, {} routes moved", rec.netdev, rec.addrs.len(), rec.routes.len());
+                }
+                Ok(())
+            }
+            other => bail!("command {other:?}: not a network command (start, stop, status)"),
+        }
+    })
+    .context(format!("network {} {command}", args.mode))
+}
