@@ -1,0 +1,234 @@
+//! Test scaffolding: network namespaces of our own (unique names, removed in Drop even when
+//! the test fails), running the real binary inside them, raw frames from a guest.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique tag for this test process and call: names never collide with other runs.
+pub fn unique(tag: &str) -> String {
+    format!("vft{}-{}-{tag}", std::process::id() % 100000, COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+pub fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (network namespaces)");
+        return false;
+    }
+    true
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    /// Runs a command in the namespace and returns its output, whatever the exit code.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.cmd(argv).output().expect("spawn ip netns exec")
+    }
+
+    /// Runs a command in the namespace and fails the test if it fails.
+    pub fn ok(&self, argv: &[&str]) -> String {
+        run_ok(&mut self.cmd(argv))
+    }
+
+    pub fn succeeds(&self, argv: &[&str]) -> bool {
+        self.run(argv).status.success()
+    }
+
+    /// Pings for up to 2 s (a second try if the first is lost): true when a reply came back.
+    pub fn pings(&self, dst: &str) -> bool {
+        let fam = if dst.contains(':') { "-6" } else { "-4" };
+        let out = self.run(&["ping", fam, "-c", "1", "-w", "2", "-q", dst]);
+        if !out.status.success() {
+            eprintln!("ping {dst} from {}: {}{}", self.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        out.status.success()
+    }
+
+    /// Waits until `dev` is operationally up: after carrier comes, the kernel's linkwatch
+    /// activates the device's queue up to a second later, and drops what is sent before.
+    pub fn wait_up(&self, dev: &str) {
+        for _ in 0..300 {
+            let out = self.ok(&["ip", "-j", "link", "show", "dev", dev]);
+            if out.contains("\"operstate\":\"UP\"") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{dev} in {} did not come up", self.name);
+    }
+
+    /// Runs `f` in a thread that has joined this namespace.
+    pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a valid namespace fd, affecting only this new thread.
+            assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            f()
+        })
+        .join()
+        .expect("thread in netns")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if std::env::var_os("VIFNET_KEEP_NETNS").is_none() {
+            let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        }
+    }
+}
+
+pub fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
+    assert!(out.status.success(), "{c:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A veth pair: `a` in `ns_a`, `b` in `ns_b`.
+pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
+    ns_a.ok(&["ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", &ns_b.name]);
+}
+
+/// Per-test state and mode directories, so tests run side by side and never read /etc/vifnet.
+pub struct Dirs {
+    pub state: PathBuf,
+    pub modes: PathBuf,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        let base = std::env::temp_dir().join(unique("dirs"));
+        let d = Dirs { state: base.join("state"), modes: base.join("modes") };
+        std::fs::create_dir_all(&d.modes).unwrap();
+        d
+    }
+    pub fn journal_count(&self) -> usize {
+        std::fs::read_dir(self.state.join("vifs")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        if let Some(base) = self.state.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+pub fn vifnet_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vifnet")
+}
+
+/// Runs vifnet in `ns` with our directories and extra environment (nothing inherited
+/// that libxl would set, so the test says exactly what the call sees).
+pub fn vifnet(ns: &Netns, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = ns.cmd(&[vifnet_bin()]);
+    c.args(args);
+    for k in ["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if", "XENSTORED_PATH"] {
+        c.env_remove(k);
+    }
+    c.env("VIFNET_STATE_DIR", &dirs.state).env("VIFNET_MODES_DIR", &dirs.modes);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("spawn vifnet")
+}
+
+pub fn vifnet_ok(ns: &Netns, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = vifnet(ns, dirs, env, args);
+    assert!(out.status.success(), "vifnet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The MAC of a link, as `ip` reports it.
+pub fn mac_of(ns: &Netns, dev: &str) -> String {
+    let out = ns.ok(&["ip", "-j", "link", "show", "dev", dev]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_string()
+}
+
+/// Sends one raw Ethernet frame out of `dev` in `ns` (for forged ARP and spoofed frames).
+pub fn send_frame(ns: &Netns, dev: &str, frame: Vec<u8>) {
+    let dev = dev.to_string();
+    ns.within(move || {
+        let cdev = CString::new(dev.clone()).unwrap();
+        // SAFETY: plain socket calls on a fresh AF_PACKET socket, buffers owned here.
+        unsafe {
+            let ifindex = libc::if_nametoindex(cdev.as_ptr());
+            assert!(ifindex > 0, "no {dev}");
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let n = libc::sendto(
+                fd,
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(n as usize, frame.len(), "sendto");
+        }
+    });
+}
+
+pub fn parse_mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    v.try_into().unwrap()
+}
+
+/// An ARP request "who has `target_ip`? tell `sender_ip` at `sender_mac`", broadcast,
+/// from Ethernet source `eth_src`: how a guest would poison a neighbour's cache.
+pub fn arp_request(eth_src: [u8; 6], sender_mac: [u8; 6], sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend(eth_src);
+    f.extend([0x08, 0x06]); // ARP
+    f.extend([0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]); // Ethernet, IPv4, request
+    f.extend(sender_mac);
+    f.extend(sender_ip);
+    f.extend([0; 6]);
+    f.extend(target_ip);
+    f.resize(60, 0);
+    f
+}
+
+/// The neighbour entry `ip` has for `addr` on `dev` in `ns`, as (lladdr, state).
+pub fn neighbour(ns: &Netns, dev: &str, addr: &str) -> Option<String> {
+    let out = ns.ok(&["ip", "-j", "neigh", "show", "dev", dev, "to", addr]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    v.get(0).and_then(|e| e["lladdr"].as_str()).map(String::from)
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
