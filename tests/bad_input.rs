@@ -1,0 +1,150 @@
+//! Bad input, as libxl would hand it over: one line naming the key and value, exit 1,
+//! `hotplug-error` and `hotplug-status=error` in xenstore, and the host exactly as it was.
+
+mod common;
+
+use common::*;
+use vifnet::xenstore::fake;
+
+const BACKEND: &str = "backend/vif/5/0";
+const ABS: &str = "/local/domain/0/backend/vif/5/0";
+
+struct Case {
+    name: &'static str,
+    args: &'static [&'static str],
+    /// Backend keys; `mac` and `bridge` get libxl's defaults unless given.
+    xenstore: &'static [(&'static str, &'static str)],
+    env_vif: Option<&'static str>,
+    mode_file: Option<&'static str>,
+    /// The one line must contain this.
+    says: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "bad MAC", args: &["online"], xenstore: &[("mac", "zz:zz:zz:zz:zz:zz"), ("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "xenstore backend/vif/5/0/mac: \"zz:zz:zz:zz:zz:zz\" is not a MAC address" },
+    Case { name: "multicast MAC", args: &["online"], xenstore: &[("mac", "01:00:5e:00:00:01")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: \"01:00:5e:00:00:01\" is a multicast MAC address" },
+    Case { name: "name over 15 bytes", args: &["online"], xenstore: &[("vifname", "averyveryverylongname")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"averyveryverylongname\" is longer than 15 bytes" },
+    Case { name: "name with a slash", args: &["online"], xenstore: &[("vifname", "web/0")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"web/0\" is not a valid interface name" },
+    Case { name: "bridge name with a space", args: &["online"], xenstore: &[("bridge", "br 0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge: \"br 0\" is not a valid interface name" },
+    Case { name: "missing bridge", args: &["online"], xenstore: &[("bridge", "nosuchbr0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge nosuchbr0: no such bridge" },
+    Case { name: "bridge that is not a bridge", args: &["online"], xenstore: &[("bridge", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge lo: lo exists but is not a bridge" },
+    Case { name: "IPv4 prefix garbage", args: &["online"], xenstore: &[("ip", "192.0.2.5/33")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"192.0.2.5/33\" has a bad prefix length" },
+    Case { name: "not an address", args: &["online"], xenstore: &[("ip", "192.0.2.5 hello")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"hello\" is not an IPv4 or IPv6 address" },
+    Case { name: "MTU out of range", args: &["online"], xenstore: &[("mtu", "12")], env_vif: Some("vif5.0"), mode_file: None, says: "mtu: \"12\" is not an MTU" },
+    Case { name: "unknown key", args: &["online", "brdige=xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument: unknown key \"brdige\"" },
+    Case { name: "bad type_if", args: &["online", "type_if=floppy"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument type_if: \"floppy\" is not a device type" },
+    Case { name: "bad antispoof flag", args: &["online", "antispoof=maybe"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument antispoof: \"maybe\" is not yes or no" },
+    Case { name: "not a command", args: &["onlin"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "command \"onlin\": not a vif command" },
+    Case { name: "not key=value", args: &["online", "xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument \"xenbr1\": unexpected" },
+    Case { name: "no vif in the environment", args: &["online"], xenstore: &[], env_vif: None, mode_file: None, says: "vif: missing" },
+    Case { name: "no such device", args: &["online"], xenstore: &[], env_vif: Some("vif9.9"), mode_file: None, says: "vif9.9: no such device" },
+    Case { name: "vifname taken", args: &["online"], xenstore: &[("vifname", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname lo: cannot rename vif5.0: an interface named lo already exists" },
+    Case { name: "antispoof without a MAC", args: &["online", "mac="], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: missing" },
+    Case { name: "mode file with an unknown key", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridgee = \"xenbr0\"\n"), says: "bridge.toml:1: unknown field `bridgee`" },
+    Case { name: "mode file syntax error", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("antispoof = true\nbridge = \n"), says: "bridge.toml:2:" },
+    Case { name: "mode file bad value", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridge = \"a/b\"\n"), says: "bridge.toml bridge: \"a/b\" is not a valid interface name" },
+];
+
+/// Everything a failed call could have touched, to compare before and after.
+fn host_state(ns: &Netns) -> String {
+    [
+        ns.ok(&["ip", "-j", "link"]),
+        ns.ok(&["ip", "-j", "addr"]),
+        ns.ok(&["ip", "-j", "route", "show", "table", "all"]),
+        ns.ok(&["nft", "list", "ruleset"]),
+    ]
+    .join("\n")
+}
+
+#[test]
+fn every_bad_input_gets_one_line_exit_1_hotplug_error_and_no_change() {
+    if !root_or_skip() {
+        return;
+    }
+    assert!(CASES.len() >= 15);
+    let dom0 = Netns::new("bad");
+    let guest = Netns::new("badg");
+    veth(&dom0, "vif5.0", &guest, "eth0");
+    let dirs = Dirs::new();
+    let sock = std::env::temp_dir().join(unique("xs.sock"));
+    let xs = fake::serve(&sock);
+    let mut failures = Vec::new();
+    for case in CASES {
+        // A fresh backend directory as libxl writes it.
+        for key in ["mac", "bridge", "ip", "vifname", "mtu", "hotplug-error", "hotplug-status"] {
+            xs.set(&format!("{ABS}/{key}"), "");
+        }
+        xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
+        xs.set(&format!("{ABS}/bridge"), "xenbr0");
+        for (k, v) in case.xenstore {
+            xs.set(&format!("{ABS}/{k}"), v);
+        }
+        let mode_path = dirs.modes.join("bridge.toml");
+        match case.mode_file {
+            Some(text) => std::fs::write(&mode_path, text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&mode_path);
+            }
+        }
+        let before = host_state(&dom0);
+        let sock_s = sock.to_str().unwrap();
+        let mut env = vec![("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock_s)];
+        if let Some(v) = case.env_vif {
+            env.push(("vif", v));
+        }
+        let mut args = vec!["vif", "bridge"];
+        args.extend_from_slice(case.args);
+        let out = vifnet(&dom0, &dirs, &env, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let hotplug_error = xs.get(&format!("{ABS}/hotplug-error")).unwrap_or_default();
+        let status = xs.get(&format!("{ABS}/hotplug-status")).unwrap_or_default();
+        let problems: Vec<String> = [
+            (out.status.code() != Some(1)).then(|| format!("exit {:?}", out.status.code())),
+            (lines.len() != 1).then(|| format!("{} lines on stderr", lines.len())),
+            (!stderr.contains(case.says)).then(|| "stderr does not say it".to_string()),
+            (lines.first().map(|l| l.strip_prefix("vifnet: ").unwrap_or(l)) != Some(hotplug_error.as_str()))
+                .then(|| format!("hotplug-error is {hotplug_error:?}")),
+            (status != "error").then(|| format!("hotplug-status is {status:?}")),
+            (host_state(&dom0) != before).then(|| "the host changed".to_string()),
+            (dirs.journal_count() != 0).then(|| "a journal was left".to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !problems.is_empty() {
+            failures.push(format!("{}: {} (stderr: {stderr:?})", case.name, problems.join(", ")));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn good_input_through_xenstore_reports_connected() {
+    if !root_or_skip() {
+        return;
+    }
+    let dom0 = Netns::new("good");
+    let guest = Netns::new("goodg");
+    veth(&dom0, "vif5.0", &guest, "eth0");
+    let dirs = Dirs::new();
+    let sock = std::env::temp_dir().join(unique("xs.sock"));
+    let xs = fake::serve(&sock);
+    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
+    xs.set(&format!("{ABS}/bridge"), "xenbr0");
+    xs.set(&format!("{ABS}/ip"), "192.0.2.5");
+    xs.set(&format!("{ABS}/frontend"), "/local/domain/5/device/vif/0");
+    xs.set(&format!("{ABS}/hotplug-status"), "");
+    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0")];
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "bridge", "online", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
+    assert_eq!(xs.get("/local/domain/5/device/vif/0/mtu").as_deref(), Some("1500"), "the frontend learns the MTU");
+    let rules = dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]);
+    assert!(rules.contains("\"vif5.0\" . 192.0.2.5"), "{rules}");
+    // offline: libxl has removed hotplug-status; we write nothing and clean up.
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "bridge", "offline", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]).contains("vif5.0"));
+    assert_eq!(dirs.journal_count(), 0);
+}
