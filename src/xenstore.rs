@@ -1071,6 +1071,28 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_clients_all_land() {
+        let t = setup();
+        let socket = t.server.socket().to_path_buf();
+        let writers: Vec<_> = (0..4)
+            .map(|domid| {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let mut client = XenStore::connect_path(&socket).unwrap();
+                    for devid in 0..50 {
+                        client
+                            .write_all(&[(&format!("backend/vif/{domid}/{devid}/hotplug-status"), "connected")])
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let tree = t.server.dump();
+        assert_eq!(tree.keys().filter(|k| k.ends_with("/hotplug-status")).count(), 200);
+    }
+
+    #[test]
     fn silent_server_times_out_and_the_connection_is_not_reused() {
         let dir = TempDir::new();
         let path = dir.0.join("silent.sock");

@@ -20,7 +20,7 @@ pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>,
         return Ok(());
     }
     // stp off and no forward delay, as Xen's create_bridge: ports forward at once.
-    let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str()).stp_state(BridgeStpState::Disabled).forward_delay(0).alias(LINK_ALIAS);
+    let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str()).stp_state(BridgeStpState::Disabled).forward_delay(0);
     if let Some(mac) = mac {
         b = b.address(mac.0.to_vec());
     }
@@ -28,9 +28,14 @@ pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>,
         b = b.mtu(mtu);
     }
     match handle.link().add(b.up().build()).execute().await {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        r => r.map_err(ApplyError::netlink(format!("creating bridge {name}"))),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => return Ok(()),
+        r => r.map_err(ApplyError::netlink(format!("creating bridge {name}")))?,
     }
+    // The kernel ignores an alias in RTM_NEWLINK: mark the bridge as ours separately.
+    let Some((index, _)) = index_of(handle, name).await? else {
+        return Err(ApplyError::Failed { what: format!("bridge {name}"), message: "vanished after creation".into() });
+    };
+    set(handle, LinkUnspec::new_with_index(index).alias(LINK_ALIAS), name).await
 }
 
 pub async fn delete(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {

@@ -5,6 +5,7 @@
 mod links;
 pub mod nft;
 pub mod nft_netlink;
+pub mod simulate;
 mod uplink;
 
 use rtnetlink::Handle;

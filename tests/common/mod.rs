@@ -186,16 +186,11 @@ pub fn send_frame(ns: &Netns, dev: &str, frame: Vec<u8>) {
             let mut sll: libc::sockaddr_ll = std::mem::zeroed();
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-            let n = libc::sendto(
-                fd,
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
+            sll.sll_protocol = u16::from_be_bytes([frame[12], frame[13]]).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            assert_eq!(libc::bind(fd, &sll as *const libc::sockaddr_ll as *const libc::sockaddr, len), 0, "bind");
+            let n = libc::send(fd, frame.as_ptr() as *const libc::c_void, frame.len(), 0);
+            assert_eq!(n as usize, frame.len(), "send");
             libc::close(fd);
             assert_eq!(n as usize, frame.len(), "sendto");
         }
