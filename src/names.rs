@@ -6,10 +6,20 @@ pub const NFT_TABLE: &str = "vifnet";
 pub const SET_GUARDED: &str = "guarded";
 /// `ifname . ether_addr`: the MAC each guarded port may send from.
 pub const SET_VIF_MAC: &str = "vif_mac";
-/// `ifname . ipv4_addr` (intervals): the IPv4 sources each guarded port may use.
+/// `ifname . ipv4_addr`: the IPv4 addresses each guarded port may send from. A hash set,
+/// so adding and deleting a guest costs the same however many there are.
 pub const SET_VIF_IP4: &str = "vif_ip4";
-/// `ifname . ipv6_addr` (intervals): the IPv6 sources each guarded port may use.
+/// `ifname . ipv6_addr`: the same for IPv6 (its EUI-64 link-local address included).
 pub const SET_VIF_IP6: &str = "vif_ip6";
+/// `ifname . ipv4_addr` intervals: IPv4 prefixes a port may send from (`ip=10.1.0.0/24`).
+/// Interval sets of concatenations copy their whole lookup table on every change, so only
+/// prefixes, which are rare, go here.
+pub const SET_VIF_NET4: &str = "vif_net4";
+/// `ifname . ipv6_addr` intervals: IPv6 prefixes.
+pub const SET_VIF_NET6: &str = "vif_net6";
+
+/// Every set of the bridge table, for listing and emptiness checks.
+pub const BRIDGE_SETS: &[&str] = &[SET_GUARDED, SET_VIF_MAC, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_NET4, SET_VIF_NET6];
 
 /// The alias written on links vifnet created, so `stop` deletes only its own.
 pub const LINK_ALIAS: &str = "vifnet";

@@ -362,3 +362,21 @@ fn concurrent_onlines_lose_nothing() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v.as_array().unwrap().len(), n);
 }
+
+#[test]
+fn a_prefix_in_ip_allows_every_address_in_it_and_no_other() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    vifnet_ok(&lab.dom0, &lab.dirs, &[], &["vif", "bridge", "online", "vif=vif1.0", &format!("mac={}", guest_mac(1)), "ip=192.0.2.0/28"]);
+    lab.dom0.wait_up("vif1.0");
+    lab.guest(1).wait_up("eth0");
+    assert!(lab.nft_elements().contains("\"vif1.0\" . 192.0.2.0/28"), "{}", lab.nft_elements());
+    assert!(lab.guest(1).pings(LAN_IP), "192.0.2.11 is inside 192.0.2.0/28");
+    let g = lab.guest(1);
+    g.ok(&["ip", "addr", "add", "192.0.2.77/24", "dev", "eth0"]);
+    assert!(!g.succeeds(&["ping", "-4", "-c", "1", "-w", "2", "-q", "-I", "192.0.2.77", LAN_IP]), "192.0.2.77 is outside it");
+    lab.offline(1);
+    assert_eq!(lab.nft_elements(), "");
+}

@@ -6,7 +6,7 @@ use ipnetwork::IpNetwork;
 
 use super::nft_netlink::{self, concat, key_ether, key_ifname, key_ipv4, key_ipv6, ElemOp, SetElem, NFPROTO_BRIDGE};
 use super::ApplyError;
-use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC};
+use crate::names::{BRIDGE_SETS, NFT_TABLE};
 use crate::plan::nft::{bridge_table, Elem, ElemChange};
 
 fn nl(e: nft_netlink::NftNetlinkError) -> ApplyError {
@@ -27,7 +27,7 @@ pub fn delete_table_if_unused() -> Result<(), ApplyError> {
     if !nft_netlink::table_exists(NFPROTO_BRIDGE, NFT_TABLE).map_err(nl)? {
         return Ok(());
     }
-    for set in [SET_GUARDED, SET_VIF_MAC, SET_VIF_IP4, SET_VIF_IP6] {
+    for set in BRIDGE_SETS {
         if !nft_netlink::list_elements(NFPROTO_BRIDGE, NFT_TABLE, set).map_err(nl)?.is_empty() {
             return Ok(());
         }
@@ -47,6 +47,13 @@ pub fn encode(elem: &Elem) -> SetElem {
     match elem {
         Elem::Guarded(port) => SetElem { set, key: key_ifname(port.as_str()), key_end: None },
         Elem::Mac(port, mac) => SetElem { set, key: concat(&[key_ifname(port.as_str()), key_ether(mac.0)]), key_end: None },
+        Elem::Ip(port, net) if crate::plan::nft::is_host(net) => {
+            let addr = match net {
+                IpNetwork::V4(n) => key_ipv4(n.ip()),
+                IpNetwork::V6(n) => key_ipv6(n.ip()),
+            };
+            SetElem { set, key: concat(&[key_ifname(port.as_str()), addr]), key_end: None }
+        }
         Elem::Ip(port, net) => {
             let (first, last) = match net {
                 IpNetwork::V4(n) => (key_ipv4(n.network()), key_ipv4(n.broadcast())),

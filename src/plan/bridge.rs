@@ -151,14 +151,17 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
     Ok((plan, record))
 }
 
-/// `offline` / `remove`: the exact reverse of what `rec` says the vif got.
+/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first.
+/// Deleting set elements ends in an RCU grace period the kernel waits out when our
+/// netlink socket closes; sent first, that wait overlaps the rest of the teardown. The
+/// guest is being destroyed, so its port being unguarded for that instant is harmless.
 pub fn vif_down(rec: &VifRecord) -> Plan {
     let mut plan = Plan::default();
-    plan.push(Step::DetachPort { port: rec.name.clone() });
     let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
     if !deletes.is_empty() {
         plan.push(Step::NftElements(deletes));
     }
+    plan.push(Step::DetachPort { port: rec.name.clone() });
     plan
 }
 
@@ -254,11 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn offline_detaches_then_deletes_the_elements() {
+    fn offline_deletes_the_elements_then_detaches() {
         let f = facts(&[("vif5.0", link(7, false)), ("xenbr0", link(3, true))]);
         let (_, rec) = vif_up(&vif("vif5.0", "192.0.2.5"), &mode(), &f, None).unwrap();
         let plan = vif_down(&rec);
-        assert_eq!(lines(&plan)[0], "ip link set vif5.0 down nomaster (if present)");
-        assert!(lines(&plan)[1].starts_with("nft -f - <<< 'delete element bridge vifnet guarded"));
+        assert!(lines(&plan)[0].starts_with("nft -f - <<< 'delete element bridge vifnet guarded"));
+        assert_eq!(lines(&plan)[1], "ip link set vif5.0 down nomaster (if present)");
     }
 }

@@ -14,7 +14,7 @@ use nftables::stmt::{Counter, JumpTarget, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::model::{IfName, MacAddr};
-use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC};
+use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC, SET_VIF_NET4, SET_VIF_NET6};
 
 /// One element of one of our sets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,8 +32,10 @@ impl Elem {
         match self {
             Elem::Guarded(_) => SET_GUARDED,
             Elem::Mac(..) => SET_VIF_MAC,
-            Elem::Ip(_, IpNetwork::V4(_)) => SET_VIF_IP4,
-            Elem::Ip(_, IpNetwork::V6(_)) => SET_VIF_IP6,
+            Elem::Ip(_, net @ IpNetwork::V4(_)) if is_host(net) => SET_VIF_IP4,
+            Elem::Ip(_, net @ IpNetwork::V6(_)) if is_host(net) => SET_VIF_IP6,
+            Elem::Ip(_, IpNetwork::V4(_)) => SET_VIF_NET4,
+            Elem::Ip(_, IpNetwork::V6(_)) => SET_VIF_NET6,
         }
     }
 }
@@ -43,18 +45,15 @@ impl fmt::Display for Elem {
         match self {
             Elem::Guarded(port) => write!(f, "\"{port}\""),
             Elem::Mac(port, mac) => write!(f, "\"{port}\" . {mac}"),
-            Elem::Ip(port, net) if net.prefix() == max_prefix(net) => write!(f, "\"{port}\" . {}", net.ip()),
+            Elem::Ip(port, net) if is_host(net) => write!(f, "\"{port}\" . {}", net.ip()),
             Elem::Ip(port, net) => write!(f, "\"{port}\" . {net}"),
         }
     }
 }
 
-fn max_prefix(net: &IpNetwork) -> u8 {
-    if net.is_ipv4() {
-        32
-    } else {
-        128
-    }
+/// A single address (/32, /128), as opposed to a prefix.
+pub fn is_host(net: &IpNetwork) -> bool {
+    net.prefix() == if net.is_ipv4() { 32 } else { 128 }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,10 +168,14 @@ pub fn bridge_table() -> Nftables<'static> {
     b.add(set(SET_GUARDED, &[SetType::Ifname], false));
     // set vif_mac { type ifname . ether_addr; }
     b.add(set(SET_VIF_MAC, &[SetType::Ifname, SetType::EtherAddr], false));
-    // set vif_ip4 { type ifname . ipv4_addr; flags interval; }
-    b.add(set(SET_VIF_IP4, &[SetType::Ifname, SetType::Ipv4Addr], true));
-    // set vif_ip6 { type ifname . ipv6_addr; flags interval; }
-    b.add(set(SET_VIF_IP6, &[SetType::Ifname, SetType::Ipv6Addr], true));
+    // set vif_ip4 { type ifname . ipv4_addr; }
+    b.add(set(SET_VIF_IP4, &[SetType::Ifname, SetType::Ipv4Addr], false));
+    // set vif_ip6 { type ifname . ipv6_addr; }
+    b.add(set(SET_VIF_IP6, &[SetType::Ifname, SetType::Ipv6Addr], false));
+    // set vif_net4 { type ifname . ipv4_addr; flags interval; }
+    b.add(set(SET_VIF_NET4, &[SetType::Ifname, SetType::Ipv4Addr], true));
+    // set vif_net6 { type ifname . ipv6_addr; flags interval; }
+    b.add(set(SET_VIF_NET6, &[SetType::Ifname, SetType::Ipv6Addr], true));
     for (name, hook) in [("prerouting", Some(NfHook::Prerouting)), ("guard", None)] {
         b.add(NfListObject::Chain(Chain {
             family: NfFamily::Bridge,
@@ -206,9 +209,14 @@ pub fn bridge_table() -> Nftables<'static> {
     guard(vec![port_lookup_fails("ether", "saddr", SET_VIF_MAC)], true);
     // guard: iifname . arp saddr ether != @vif_mac counter drop
     guard(vec![port_lookup_fails("arp", "saddr ether", SET_VIF_MAC)], true);
-    // guard: arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @vif_ip4 counter drop  (ARP probes use 0.0.0.0)
+    // guard: arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @vif_ip4 iifname . arp saddr ip != @vif_net4 counter drop
+    // (ARP probes use 0.0.0.0)
     guard(
-        vec![is(field("arp", "saddr ip"), Operator::NEQ, text("0.0.0.0")), port_lookup_fails("arp", "saddr ip", SET_VIF_IP4)],
+        vec![
+            is(field("arp", "saddr ip"), Operator::NEQ, text("0.0.0.0")),
+            port_lookup_fails("arp", "saddr ip", SET_VIF_IP4),
+            port_lookup_fails("arp", "saddr ip", SET_VIF_NET4),
+        ],
         true,
     );
     // guard: ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept  (DHCP before a lease)
@@ -222,8 +230,8 @@ pub fn bridge_table() -> Nftables<'static> {
         ],
         false,
     );
-    // guard: iifname . ip saddr != @vif_ip4 counter drop
-    guard(vec![port_lookup_fails("ip", "saddr", SET_VIF_IP4)], true);
+    // guard: iifname . ip saddr != @vif_ip4 iifname . ip saddr != @vif_net4 counter drop
+    guard(vec![port_lookup_fails("ip", "saddr", SET_VIF_IP4), port_lookup_fails("ip", "saddr", SET_VIF_NET4)], true);
     // guard: ip6 saddr :: icmpv6 type nd-neighbor-solicit accept  (duplicate address detection)
     guard(
         vec![
@@ -233,8 +241,8 @@ pub fn bridge_table() -> Nftables<'static> {
         ],
         false,
     );
-    // guard: iifname . ip6 saddr != @vif_ip6 counter drop
-    guard(vec![port_lookup_fails("ip6", "saddr", SET_VIF_IP6)], true);
+    // guard: iifname . ip6 saddr != @vif_ip6 iifname . ip6 saddr != @vif_net6 counter drop
+    guard(vec![port_lookup_fails("ip6", "saddr", SET_VIF_IP6), port_lookup_fails("ip6", "saddr", SET_VIF_NET6)], true);
     // guard: ether type != { ip, arp, ip6 } counter drop  (VLAN tags and other protocols would bypass the checks)
     guard(
         vec![is(
@@ -264,7 +272,7 @@ mod tests {
 
     #[test]
     fn guest_elements_cover_mac_addresses_and_link_local() {
-        let ips = crate::model::parse_ip_list("t", "192.0.2.10 2001:db8::10").unwrap();
+        let ips = crate::model::parse_ip_list("t", "192.0.2.10 2001:db8::10 198.51.100.0/24").unwrap();
         let lines: Vec<String> = guest_elements(&port(), mac(), &ips).iter().map(|e| format!("{} {e}", e.set_name())).collect();
         assert_eq!(
             lines,
@@ -273,6 +281,7 @@ mod tests {
                 "vif_mac \"vif5.0\" . 00:16:3e:12:34:56",
                 "vif_ip4 \"vif5.0\" . 192.0.2.10",
                 "vif_ip6 \"vif5.0\" . 2001:db8::10",
+                "vif_net4 \"vif5.0\" . 198.51.100.0/24",
                 "vif_ip6 \"vif5.0\" . fe80::216:3eff:fe12:3456",
             ]
         );
