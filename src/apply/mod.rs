@@ -38,9 +38,11 @@ pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-/// Opens a netlink route connection on the current thread's runtime.
+/// Opens a netlink route connection on the current thread's runtime. Strict checking
+/// makes the kernel filter dumps (a port's addresses) itself, instead of sending every
+/// address of every guest for us to sift: per-vif work stays O(1).
 pub fn connect() -> std::io::Result<Handle> {
-    let (conn, handle, _) = rtnetlink::new_connection()?;
+    let (conn, handle, _) = rtnetlink::new_connection_with_strict_check()?;
     tokio::spawn(conn);
     Ok(handle)
 }

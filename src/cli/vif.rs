@@ -102,7 +102,9 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
             let previous = state::read_vif(kernel_name.as_str())?;
             rt.block_on(async {
                 let handle = apply::connect()?;
-                let facts = observe::facts(&handle, &plan_bridge::names_to_observe(&vif)).await?;
+                let mut facts = observe::facts(&handle, &plan_bridge::names_to_observe(&vif)).await?;
+                let fallback = observe::facts(&handle, &plan_bridge::fallback_names(&vif, &facts)).await?;
+                facts.links.extend(fallback.links);
                 let (plan, record) = plan_bridge::vif_up(&vif, &mode, &facts, previous.as_ref())?;
                 if args.dry_run {
                     print!("{plan}");

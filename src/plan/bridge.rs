@@ -78,9 +78,17 @@ pub fn stable_mac(name: &IfName) -> MacAddr {
 /// The names `observe` must look up for `vif_up`.
 pub fn names_to_observe(vif: &BridgedVif) -> Vec<String> {
     let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string(), vif.bridge.to_string()];
-    names.extend(legacy_bridge_name(&vif.bridge));
     names.dedup();
     names
+}
+
+/// Xen's `ethN` fallback, looked up only when the named bridge is missing, so that the
+/// common case costs no extra round trip.
+pub fn fallback_names(vif: &BridgedVif, facts: &Facts) -> Vec<String> {
+    match facts.link(vif.bridge.as_str()) {
+        Some(_) => Vec::new(),
+        None => legacy_bridge_name(&vif.bridge).into_iter().collect(),
+    }
 }
 
 /// Elements a vif's record stands for (none without antispoofing).
