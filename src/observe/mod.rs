@@ -3,8 +3,9 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::RouteAttribute;
-use rtnetlink::{Handle, RouteMessageBuilder};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::Handle;
 
 use crate::model::{IfName, MacAddr};
 use crate::plan::bridge::{Facts, LinkFacts};
@@ -94,12 +95,11 @@ pub async fn uplink(handle: &Handle, name: &IfName) -> Result<UplinkFacts, Obser
         .await
         .map_err(|err| ObserveError::Netlink { what: format!("addresses of {name}"), err })?;
     let mut routes = Vec::new();
-    for builder in [RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(), RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()]
-    {
-        let mut msg = builder;
-        // Table 0 dumps every table.
-        msg.header.table = 0;
-        msg.attributes.clear();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        // A blank header: with strict checking every field set would filter the dump,
+        // and table 0 means every table.
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
         let dumped: Vec<_> = handle
             .route()
             .get(msg)
