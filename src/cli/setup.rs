@@ -97,7 +97,9 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
     let mut start = vec!["network".to_string(), lab.mode.clone(), "start".into()];
     start.extend(lab.network_args.iter().map(|(k, v)| format!("{k}={v}")));
     simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &start, &[])?;
-    println!("dom0: network {} start done", lab.mode);
+    let mut status = vec!["network".to_string(), lab.mode.clone(), "status".into()];
+    status.extend(lab.network_args.iter().filter(|(k, _)| *k == "bridge").map(|(k, v)| format!("{k}={v}")));
+    print!("{}", simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &status, &[])?);
     for g in &lab.guests {
         for v in &g.vifs {
             let mut online = vec!["vif".to_string(), lab.mode.clone(), "online".into(), "type_if=vif".into()];
