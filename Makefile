@@ -10,7 +10,7 @@ XEN_SCRIPTS ?= /etc/xen/scripts
 CARGO     ?= cargo
 BIN       := target/release/vifnet
 # Debian packages the tests and the demo use.
-DEB_PKGS  := nftables iproute2 iputils-ping
+DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
 MULTI     := network-bridge vif-bridge
 
 .PHONY: all build deps demo test test-quick bench install install-xen-scripts uninstall clean

@@ -148,3 +148,61 @@ fn good_input_through_xenstore_reports_connected() {
     assert!(!dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]).contains("vif5.0"));
     assert_eq!(dirs.journal_count(), 0);
 }
+
+fn netns_list() -> String {
+    run_ok(std::process::Command::new("ip").args(["netns", "list"]))
+}
+
+#[test]
+fn bad_config_files_for_setup_are_one_line_errors_and_build_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique("cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good_dom = dir.join("good.cfg");
+    std::fs::write(&good_dom, "name = \"web\"\nvif = [ 'mac=00:16:3e:00:00:01, ip=192.0.2.10' ]\n").unwrap();
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("xend", "(network-script 'network-bridge netdev=eth0'\n(vif-script vif-bridge)\n", "bad.sxp:", "sxp syntax error"),
+        ("xend", "(network-script)\n", "bad.sxp:1", "empty network-script"),
+        ("xend", "(vif-script 'vif-bridge bridge=br/0')\n", "web vif[0] bridge: \"br/0\"", "bad bridge name from sxp"),
+        ("dom", "name = \"db\"\nvif = [ 'mac=01:00:5e:00:00:01' ]\n", "db vif[0] mac: \"01:00:5e:00:00:01\" is a multicast", "multicast MAC in a domain config"),
+        ("dom", "name = \"db\"\nvif = [ 'mac=00:16:3e:00:00:02, xenbr1' ]\n", "bad.cfg:2", "vif entry without ="),
+        ("dom", "memory = 512\n", "name: missing", "domain without a name"),
+        ("dom", "name = \"db\"\nvif = [ 'ip=192.0.2.300' ]\n", "\"192.0.2.300\"", "bad ip in a domain config"),
+        ("xl", "vif.default.bridge = \"xenbr0\n", "bad.conf:1", "xl.conf unterminated string"),
+    ];
+    let mut failures = Vec::new();
+    for (kind, text, says, name) in cases {
+        let before = netns_list();
+        let file = dir.join(match *kind {
+            "xend" => "bad.sxp",
+            "dom" => "bad.cfg",
+            _ => "bad.conf",
+        });
+        std::fs::write(&file, text).unwrap();
+        let f = file.to_str().unwrap();
+        let mut args = vec!["setup", "--simulate", "--prefix", "vfbad"];
+        match *kind {
+            "xend" => args.extend(["--xend-config", f, good_dom.to_str().unwrap()]),
+            "dom" => args.push(f),
+            _ => args.extend(["--xl-conf", f, good_dom.to_str().unwrap()]),
+        }
+        let out = std::process::Command::new(vifnet_bin()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let problems: Vec<String> = [
+            (out.status.code() != Some(1)).then(|| format!("exit {:?}", out.status.code())),
+            (err.lines().count() != 1).then(|| "not one line".to_string()),
+            (!err.contains(says)).then(|| format!("does not say {says:?}")),
+            (netns_list() != before).then(|| "namespaces changed".to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {} ({err:?})", problems.join(", ")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -380,3 +380,49 @@ fn a_prefix_in_ip_allows_every_address_in_it_and_no_other() {
     lab.offline(1);
     assert_eq!(lab.nft_elements(), "");
 }
+
+/// Kills the daemon we started, by its PID, when the test ends.
+struct Daemon(std::process::Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_guarded_guest_gets_its_lease_from_a_real_dhcp_server() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    lab.online(1, &[]);
+    let g = lab.guest(1);
+    g.ok(&["ip", "-4", "addr", "flush", "dev", "eth0"]);
+    // dnsmasq on the lan host, DHCP only, with a reservation for the guest's MAC.
+    let dnsmasq = lab
+        .lan
+        .cmd(&[
+            "dnsmasq", "--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0", "--bind-interfaces",
+            "--dhcp-range=192.0.2.100,192.0.2.200,255.255.255.0", &format!("--dhcp-host={},{}", guest_mac(1), guest_ip(1)),
+            "--no-ping", "--dhcp-authoritative", "--leasefile-ro", "--pid-file=",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    let _dnsmasq = Daemon(dnsmasq);
+    // udhcpc reports the lease through a script of ours, which only writes the address down.
+    let dir = std::env::temp_dir().join(unique("dhcp"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("lease");
+    let script = dir.join("script");
+    std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip $router\" > {}\nexit 0\n", out.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let got = g.run(&["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "10", "-T", "1", "-s", script.to_str().unwrap()]);
+    let lease = read(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(got.status.success(), "udhcpc: {}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(lease.split_whitespace().next(), Some(guest_ip(1).as_str()), "the guest leased its reserved address");
+}

@@ -6,7 +6,7 @@ use crate::config::kv::KeyValues;
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
 use crate::config::ConfigError;
-use crate::model::{parse_ip_list, IfName};
+use crate::model::{parse_ip_list, parse_mtu, IfName, MacAddr};
 
 /// The lan host every guest should reach, and the dom0 uplink facing it.
 pub const LAN_ADDR: &str = "192.0.2.1/24";
@@ -91,8 +91,20 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
                     _ => {}
                 }
             }
-            let at = format!("{} vif[{devid}] ip", d.name);
-            let ips = parse_ip_list(&at, settings.get("ip").unwrap_or(""))?;
+            // Every setting is checked here, before any namespace exists.
+            let at = |key: &str| format!("{} vif[{devid}] {key}", d.name);
+            let ips = parse_ip_list(&at("ip"), settings.get("ip").unwrap_or(""))?;
+            for key in ["bridge", "vifname"] {
+                if let Some(v) = settings.get(key) {
+                    IfName::parse(&at(key), v)?;
+                }
+            }
+            if let Some(v) = settings.get("mac") {
+                MacAddr::parse_unicast(&at("mac"), v)?;
+            }
+            if let Some(v) = settings.get("mtu") {
+                parse_mtu(&at("mtu"), v)?;
+            }
             let guest_addrs = ips
                 .iter()
                 .map(|n| if n.is_ipv4() { format!("{}/24", n.ip()) } else { format!("{}/64", n.ip()) })
