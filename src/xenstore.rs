@@ -350,6 +350,94 @@ impl XenStore {
         }
     }
 
+    /// Reads several nodes with one round trip: the requests are sent back to back and
+    /// xenstored answers them in order. A hotplug call reads half a dozen keys, and each
+    /// round trip is a pair of context switches.
+    pub fn read_many(&mut self, paths: &[&str]) -> Result<Vec<Option<String>>, XenstoreError> {
+        let replies = self.pipeline("read", paths.iter().map(|p| (*p, wire::READ, wire::string_payload(p))).collect())?;
+        paths
+            .iter()
+            .zip(replies)
+            .map(|(path, reply)| match reply {
+                Ok(value) => String::from_utf8(value).map(Some).map_err(|_| XenstoreError::NotUtf8 { path: path.to_string() }),
+                Err(e) if e.errno() == Some("ENOENT") => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Writes several nodes, in order, with one round trip and no transaction (each write
+    /// is atomic on its own; later ones are applied after earlier ones).
+    pub fn write_many(&mut self, pairs: &[(&str, &str)]) -> Result<(), XenstoreError> {
+        let replies = self.pipeline("write", pairs.iter().map(|(p, v)| (*p, wire::WRITE, wire::write_payload(p, v))).collect())?;
+        replies.into_iter().try_for_each(|r| r.map(drop))
+    }
+
+    /// Sends all requests, then collects their replies in order. The outer error is for the
+    /// connection; the inner ones are xenstored's answers to each request.
+    fn pipeline(
+        &mut self,
+        op: &'static str,
+        requests: Vec<(&str, u32, Vec<u8>)>,
+    ) -> Result<Vec<Result<Vec<u8>, XenstoreError>>, XenstoreError> {
+        let first = requests.first().map(|(p, _, _)| p.to_string()).unwrap_or_default();
+        if self.broken {
+            return Err(XenstoreError::Protocol(format!("{op} {first}: connection to {} is unusable after an earlier error", self.endpoint.display())));
+        }
+        let mut sent = Vec::new();
+        let mut bytes = Vec::new();
+        for (path, kind, payload) in requests {
+            check_path(op, path)?;
+            check_len(op, path, payload.len())?;
+            let req_id = self.next_req_id;
+            self.next_req_id = self.next_req_id.wrapping_add(1);
+            let msg = Message::new(kind, req_id, 0, payload);
+            match &mut self.channel {
+                // One write for the socket; the xenbus device takes one message per write.
+                Channel::Socket(_) => bytes.extend(msg.encode().map_err(|_| XenstoreError::TooLong { op, path: path.to_string(), len: 0 })?),
+                Channel::Device(_) => {
+                    if let Err(e) = msg.write_to(&mut self.channel) {
+                        self.broken = true;
+                        return Err(XenstoreError::Protocol(format!("{op} {path}: {e:?}")));
+                    }
+                }
+            }
+            sent.push((path.to_string(), kind, req_id));
+        }
+        if !bytes.is_empty() {
+            if let Err(err) = io::Write::write_all(&mut self.channel, &bytes) {
+                self.broken = true;
+                return Err(XenstoreError::Io { op, path: first, err });
+            }
+        }
+        let mut out = Vec::new();
+        for (path, kind, req_id) in sent {
+            let reply = loop {
+                match Message::read_from(&mut self.channel) {
+                    Ok(m) if m.kind == wire::WATCH_EVENT => continue,
+                    Ok(m) => break m,
+                    Err(e) => {
+                        self.broken = true;
+                        return Err(XenstoreError::Protocol(format!("{op} {path}: {e:?}")));
+                    }
+                }
+            };
+            if reply.req_id != req_id {
+                self.broken = true;
+                return Err(XenstoreError::Protocol(format!("{op} {path}: reply {} out of order (expected {req_id})", reply.req_id)));
+            }
+            out.push(match reply.kind {
+                wire::ERROR => Err(XenstoreError::Server { op, path, errno: wire::reply_text(&reply.payload) }),
+                k if k == kind => Ok(reply.payload),
+                other => {
+                    self.broken = true;
+                    return Err(XenstoreError::Protocol(format!("{op} {path}: got a {} reply", wire::type_name(other))));
+                }
+            });
+        }
+        Ok(out)
+    }
+
     /// Creates the node and any missing parents.
     pub fn write(&mut self, path: &str, value: &str) -> Result<(), XenstoreError> {
         self.write_in(0, path, value)
@@ -841,6 +929,17 @@ mod tests {
     use super::fake::{self, FakeServer};
     use super::wire::{self, Message, WireError};
     use super::*;
+
+    #[test]
+    fn pipelined_reads_and_writes_keep_their_order() {
+        let mut t = setup();
+        let xs = &mut t.client;
+        xs.write_many(&[("backend/vif/5/0/mac", "00:16:3e:00:00:05"), ("backend/vif/5/0/ip", "192.0.2.5")]).unwrap();
+        let got = xs.read_many(&["backend/vif/5/0/mac", "backend/vif/5/0/nothing", "/local/domain/0/backend/vif/5/0/ip"]).unwrap();
+        assert_eq!(got, vec![Some("00:16:3e:00:00:05".to_string()), None, Some("192.0.2.5".to_string())]);
+        assert_eq!(xs.read("backend/vif/5/0/ip").unwrap().as_deref(), Some("192.0.2.5"), "the connection is still in step");
+    }
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory under the system temp dir, removed when dropped.

@@ -174,7 +174,6 @@ fn bad_config_files_for_setup_are_one_line_errors_and_build_nothing() {
     ];
     let mut failures = Vec::new();
     for (kind, text, says, name) in cases {
-        let before = netns_list();
         let file = dir.join(match *kind {
             "xend" => "bad.sxp",
             "dom" => "bad.cfg",
@@ -194,7 +193,8 @@ fn bad_config_files_for_setup_are_one_line_errors_and_build_nothing() {
             (out.status.code() != Some(1)).then(|| format!("exit {:?}", out.status.code())),
             (err.lines().count() != 1).then(|| "not one line".to_string()),
             (!err.contains(says)).then(|| format!("does not say {says:?}")),
-            (netns_list() != before).then(|| "namespaces changed".to_string()),
+            // Other tests make namespaces meanwhile; none of ours may exist.
+            netns_list().contains("vfbad-").then(|| "a namespace was made".to_string()),
         ]
         .into_iter()
         .flatten()

@@ -85,8 +85,10 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
 
     if let Some(path) = xenbus_path {
         let x = xs.insert(XenStore::connect().context("xenstore")?);
-        for key in inputs::XENSTORE_KEYS {
-            if let Some(v) = x.read(&format!("{path}/{key}")).context("xenstore")? {
+        let paths: Vec<String> = inputs::XENSTORE_KEYS.iter().map(|k| format!("{path}/{k}")).collect();
+        let values = x.read_many(&paths.iter().map(String::as_str).collect::<Vec<_>>()).context("xenstore")?;
+        for (key, value) in inputs::XENSTORE_KEYS.iter().zip(values) {
+            if let Some(v) = value {
                 inputs.xenstore.push((key.to_string(), v));
             }
         }
@@ -187,6 +189,7 @@ fn report_connected(x: &mut XenStore, path: &str, inputs: &Inputs, rec: &VifReco
         writes.push((status_key, "connected"));
     }
     let pairs: Vec<(&str, &str)> = writes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    x.write_all(&pairs).context("xenstore: writing hotplug-status")?;
+    // In order: the frontend's MTU is in place before netback sees `connected`.
+    x.write_many(&pairs).context("xenstore: writing hotplug-status")?;
     Ok(())
 }
