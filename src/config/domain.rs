@@ -70,12 +70,7 @@ pub fn parse_domain_config(text: &str, origin: &str) -> Result<DomainConfig, Con
 impl DomainConfig {
     /// Reads and parses a file; the path is the origin in messages.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (text, origin) = super::read_file(path.as_ref())?;
         parse_domain_config(&text, &origin)
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::kv::{self, KeyValues};
+use super::cursor::Cursor;
 use super::ConfigError;
 
 /// A parsed s-expression. Quoted and bare atoms are both `Atom`.
@@ -102,38 +103,6 @@ impl Node {
             NodeKind::Atom(text) => Sexp::Atom(text.clone()),
             NodeKind::List(items) => Sexp::List(items.iter().map(Node::to_sexp).collect()),
         }
-    }
-}
-
-/// Characters with their 1-based line and column.
-struct Cursor<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
-    line: usize,
-    col: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(text: &'a str) -> Self {
-        Cursor {
-            chars: text.chars().peekable(),
-            line: 1,
-            col: 1,
-        }
-    }
-
-    fn peek(&mut self) -> Option<char> {
-        self.chars.peek().copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.chars.next()?;
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
     }
 }
 
@@ -353,12 +322,7 @@ pub fn parse_xend_config(text: &str, origin: &str) -> Result<XendConfig, ConfigE
 impl XendConfig {
     /// Reads and parses a file; the path is the origin in messages.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (text, origin) = super::read_file(path.as_ref())?;
         parse_xend_config(&text, &origin)
     }
 }

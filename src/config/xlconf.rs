@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::Path;
 
+use super::cursor::Cursor;
 use super::ConfigError;
 
 /// One value as written. List elements are strings; an unquoted number inside a list keeps
@@ -161,44 +162,27 @@ struct Token {
 }
 
 struct Lexer<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
-    line: usize,
-    col: usize,
+    cur: Cursor<'a>,
     origin: &'a str,
 }
 
 impl<'a> Lexer<'a> {
-    fn peek(&mut self) -> Option<char> {
-        self.chars.peek().copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.chars.next()?;
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
-    }
-
     fn err(&self, line: usize, col: usize, problem: impl Into<String>) -> ConfigError {
         ConfigError::syntax(format!("{}:{line}:{col}", self.origin), problem)
     }
 
     fn next_token(&mut self) -> Result<Token, ConfigError> {
         // `\r` is skipped so that files edited on Windows still read.
-        while matches!(self.peek(), Some(' ' | '\t' | '\r')) {
-            self.bump();
+        while matches!(self.cur.peek(), Some(' ' | '\t' | '\r')) {
+            self.cur.bump();
         }
-        if self.peek() == Some('#') {
-            while self.peek().is_some_and(|c| c != '\n') {
-                self.bump();
+        if self.cur.peek() == Some('#') {
+            while self.cur.peek().is_some_and(|c| c != '\n') {
+                self.cur.bump();
             }
         }
-        let (line, col) = (self.line, self.col);
-        let Some(c) = self.bump() else {
+        let (line, col) = (self.cur.line, self.cur.col);
+        let Some(c) = self.cur.bump() else {
             return Ok(Token {
                 tok: Tok::Eof,
                 line,
@@ -212,19 +196,20 @@ impl<'a> Lexer<'a> {
             ',' => Tok::Comma,
             '=' => Tok::Assign,
             ';' => Tok::Semi,
-            '+' if self.peek() == Some('=') => {
-                self.bump();
+            '+' if self.cur.peek() == Some('=') => {
+                self.cur.bump();
                 Tok::Append
             }
             '"' | '\'' => Tok::Str(self.string(c, line, col)?),
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let mut s = String::from(c);
                 while let Some(c) = self
+                    .cur
                     .peek()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
                 {
                     s.push(c);
-                    self.bump();
+                    self.cur.bump();
                 }
                 Tok::Ident(s)
             }
@@ -232,11 +217,12 @@ impl<'a> Lexer<'a> {
                 // Read the whole word so that `512M` is reported as one bad number.
                 let mut s = String::from(c);
                 while let Some(c) = self
+                    .cur
                     .peek()
                     .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 {
                     s.push(c);
-                    self.bump();
+                    self.cur.bump();
                 }
                 Tok::Number(s)
             }
@@ -256,8 +242,8 @@ impl<'a> Lexer<'a> {
     fn string(&mut self, delim: char, line: usize, col: usize) -> Result<String, ConfigError> {
         let mut out = String::new();
         loop {
-            let (l, c0) = (self.line, self.col);
-            match self.bump() {
+            let (l, c0) = (self.cur.line, self.cur.col);
+            match self.cur.bump() {
                 None | Some('\n') => {
                     return Err(self.err(
                         line,
@@ -267,7 +253,7 @@ impl<'a> Lexer<'a> {
                 }
                 Some(c) if c == delim => return Ok(out),
                 Some('\\') => {
-                    let Some(e) = self.bump().filter(|&e| e != '\n') else {
+                    let Some(e) = self.cur.bump().filter(|&e| e != '\n') else {
                         return Err(self.err(
                             line,
                             col,
@@ -286,10 +272,10 @@ impl<'a> Lexer<'a> {
                         'x' => {
                             let mut v = 0u32;
                             for _ in 0..2 {
-                                match self.peek().and_then(|c| c.to_digit(16)) {
+                                match self.cur.peek().and_then(|c| c.to_digit(16)) {
                                     Some(d) => {
                                         v = v * 16 + d;
-                                        self.bump();
+                                        self.cur.bump();
                                     }
                                     None => {
                                         return Err(self.err(l, c0, "\\x needs two hex digits"));
@@ -301,10 +287,10 @@ impl<'a> Lexer<'a> {
                         '0'..='7' => {
                             let mut v = e.to_digit(8).unwrap_or(0);
                             for _ in 0..2 {
-                                match self.peek().and_then(|c| c.to_digit(8)) {
+                                match self.cur.peek().and_then(|c| c.to_digit(8)) {
                                     Some(d) if v * 8 + d <= 0xff => {
                                         v = v * 8 + d;
-                                        self.bump();
+                                        self.cur.bump();
                                     }
                                     _ => break,
                                 }
@@ -474,9 +460,7 @@ fn parse_number(s: &str) -> Option<i64> {
 pub(super) fn parse_entries(text: &str, origin: &str) -> Result<Vec<Entry>, ConfigError> {
     let mut p = Parser {
         lexer: Lexer {
-            chars: text.chars().peekable(),
-            line: 1,
-            col: 1,
+            cur: Cursor::new(text),
             origin,
         },
         ahead: None,
@@ -590,12 +574,7 @@ pub fn parse_xl_conf(text: &str, origin: &str) -> Result<XlConf, ConfigError> {
 impl XlConf {
     /// Reads and parses a file; the path is the origin in messages.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (text, origin) = super::read_file(path.as_ref())?;
         parse_xl_conf(&text, &origin)
     }
 }
