@@ -437,3 +437,29 @@ fn a_guarded_guest_gets_its_lease_from_a_real_dhcp_server() {
     assert!(got.status.success(), "udhcpc: {}", String::from_utf8_lossy(&got.stderr));
     assert_eq!(lease.split_whitespace().next(), Some(guest_ip(1).as_str()), "the guest leased its reserved address");
 }
+
+#[test]
+fn started_as_vif_bridge_and_network_bridge_it_acts_as_those_scripts() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    let dir = std::env::temp_dir().join(unique("bin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["vif-bridge", "network-bridge"] {
+        std::os::unix::fs::symlink(vifnet_bin(), dir.join(name)).unwrap();
+    }
+    let run = |script: &str, args: &[&str]| {
+        let mut c = lab.dom0.cmd(&[dir.join(script).to_str().unwrap()]);
+        c.args(args).env("VIFNET_STATE_DIR", &lab.dirs.state).env("VIFNET_MODES_DIR", &lab.dirs.modes).env("vif", "vif1.0");
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run("vif-bridge", &["online", "type_if=vif", &format!("mac={}", guest_mac(1)), &format!("ip={}", guest_ip(1))]);
+    assert!(lab.nft_elements().contains("\"vif1.0\""));
+    assert!(run("network-bridge", &["status"]).contains("vif1.0"));
+    run("vif-bridge", &["offline", "type_if=vif"]);
+    assert_eq!(lab.nft_elements(), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@ use std::fmt;
 
 use rtnetlink::packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +46,8 @@ impl fmt::Display for UplinkStep {
         match self {
             UplinkStep::AddAddr { dev, msg } => write!(f, "ip addr add {} dev {dev}", addr_text(msg)),
             UplinkStep::DelAddr { dev, msg } => write!(f, "ip addr del {} dev {dev}", addr_text(msg)),
-            UplinkStep::AddRoute { dev, msg } => write!(f, "ip route add {} dev {dev}", route_text(msg)),
-            UplinkStep::DelRoute { dev, msg } => write!(f, "ip route del {} dev {dev}", route_text(msg)),
+            UplinkStep::AddRoute { dev, msg } => write!(f, "ip {}route add {} dev {dev}", family_flag(msg), route_text(msg)),
+            UplinkStep::DelRoute { dev, msg } => write!(f, "ip {}route del {} dev {dev}", family_flag(msg), route_text(msg)),
             UplinkStep::Enslave { port, bridge } => write!(f, "ip link set {port} master {bridge} up; ip link set {bridge} up"),
             UplinkStep::Release { port } => write!(f, "ip link set {port} nomaster"),
         }
@@ -72,35 +72,41 @@ fn addr_text(msg: &AddressMessage) -> String {
 }
 
 fn route_text(msg: &RouteMessage) -> String {
-    let mut s = String::new();
     let dst = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(d) => Some(format!("{d:?}")),
+        RouteAttribute::Destination(d) => Some(format!("{}/{}", addr(d), msg.header.destination_prefix_length)),
         _ => None,
     });
-    match dst {
-        Some(d) => s += &format!("{}/{}", strip_debug(&d), msg.header.destination_prefix_length),
-        None => s += "default",
+    let mut s = dst.unwrap_or_else(|| "default".into());
+    // In the order `ip route` prints them.
+    for a in &msg.attributes {
+        if let RouteAttribute::Gateway(g) = a {
+            s += &format!(" via {}", addr(g));
+        }
     }
     for a in &msg.attributes {
         match a {
-            RouteAttribute::Gateway(g) => s += &format!(" via {}", strip_debug(&format!("{g:?}"))),
-            RouteAttribute::PrefSource(p) => s += &format!(" src {}", strip_debug(&format!("{p:?}"))),
-            RouteAttribute::Priority(m) => s += &format!(" metric {m}"),
             RouteAttribute::Table(t) if *t != 254 => s += &format!(" table {t}"),
+            RouteAttribute::PrefSource(p) => s += &format!(" src {}", addr(p)),
+            RouteAttribute::Priority(m) => s += &format!(" metric {m}"),
             _ => {}
         }
-    }
-    if msg.header.address_family == AddressFamily::Inet6 {
-        s.insert_str(0, "-6 ");
     }
     s
 }
 
-/// `Inet(1.2.3.4)` -> `1.2.3.4`: RouteAddress prints as a tuple variant.
-fn strip_debug(s: &str) -> String {
-    match (s.find('('), s.rfind(')')) {
-        (Some(a), Some(b)) if a < b => s[a + 1..b].to_string(),
-        _ => s.to_string(),
+fn family_flag(msg: &RouteMessage) -> &'static str {
+    if msg.header.address_family == AddressFamily::Inet6 {
+        "-6 "
+    } else {
+        ""
+    }
+}
+
+fn addr(a: &RouteAddress) -> String {
+    match a {
+        RouteAddress::Inet(v4) => v4.to_string(),
+        RouteAddress::Inet6(v6) => v6.to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -276,4 +282,77 @@ pub fn stop(rec: &TakeoverRecord, other_ports: &[String]) -> Result<Plan, String
         plan.push(Step::DeleteLink { name: rec.bridge.clone() });
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::address::AddressHeader;
+    use netlink_packet_route::route::RouteHeader;
+
+    fn name(s: &str) -> IfName {
+        IfName::parse("t", s).unwrap()
+    }
+
+    fn addr4(a: [u8; 4], prefix: u8, secondary: bool) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header = AddressHeader { family: AddressFamily::Inet, prefix_len: prefix, index: 2, ..Default::default() };
+        if secondary {
+            m.header.flags = netlink_packet_route::address::AddressHeaderFlags::Secondary;
+        }
+        m.attributes.push(AddressAttribute::Local(std::net::Ipv4Addr::from(a).into()));
+        m
+    }
+
+    fn route(protocol: RouteProtocol, gateway: Option<[u8; 4]>, dst: Option<([u8; 4], u8)>) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header = RouteHeader { address_family: AddressFamily::Inet, table: 254, protocol, ..Default::default() };
+        if let Some((d, p)) = dst {
+            m.header.destination_prefix_length = p;
+            m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(d.into())));
+        }
+        if let Some(g) = gateway {
+            m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(g.into())));
+        }
+        m.attributes.push(RouteAttribute::Oif(2));
+        m
+    }
+
+    #[test]
+    fn start_moves_routes_out_before_addresses_and_back_after_them() {
+        let up = UplinkFacts {
+            name: name("enp0s3"),
+            mac: MacAddr([0x52, 0x54, 0, 0, 0, 1]),
+            mtu: 1500,
+            addrs: vec![addr4([198, 51, 100, 2], 24, false), addr4([198, 51, 100, 3], 24, true)],
+            routes: vec![
+                route(RouteProtocol::Boot, Some([198, 51, 100, 1]), None),
+                route(RouteProtocol::Kernel, None, Some(([198, 51, 100, 0], 24))),
+                route(RouteProtocol::Static, None, Some(([10, 1, 0, 0], 16))),
+            ],
+        };
+        let (plan, rec) = start(&name("xenbr0"), false, &up);
+        let lines: Vec<String> = plan.steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "ip link add xenbr0 type bridge stp_state 0 forward_delay 0 (if missing) address 52:54:00:00:00:01 mtu 1500",
+                "ip route del default via 198.51.100.1 dev enp0s3",
+                "ip route del 10.1.0.0/16 dev enp0s3",
+                "ip addr del 198.51.100.3/24 dev enp0s3",
+                "ip addr del 198.51.100.2/24 dev enp0s3",
+                "ip link set enp0s3 master xenbr0 up; ip link set xenbr0 up",
+                "ip addr add 198.51.100.2/24 dev xenbr0",
+                "ip addr add 198.51.100.3/24 dev xenbr0",
+                "ip route add 10.1.0.0/16 dev xenbr0",
+                "ip route add default via 198.51.100.1 dev xenbr0",
+            ]
+        );
+        // The record round-trips through its netlink bytes, and stop is the reverse.
+        assert_eq!(rec.routes().unwrap().len(), 2);
+        let stop_lines: Vec<String> = stop(&rec, &[]).unwrap().steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(stop_lines.last().unwrap(), "ip link del xenbr0 (if present)");
+        assert!(stop_lines.contains(&"ip route add default via 198.51.100.1 dev enp0s3".to_string()));
+        assert!(stop(&rec, &["vif1.0".into()]).unwrap().steps.iter().all(|s| !matches!(s, Step::DeleteLink { .. })), "a bridge with guests stays");
+    }
 }
