@@ -5,18 +5,12 @@ use netlink_packet_route::link::BridgeStpState;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 
-use super::{errno, ApplyError};
+use super::{errno, find_link, link_index, ApplyError};
 use crate::model::{IfName, MacAddr};
 use crate::names::{LINK_ALIAS, PORT_MAC};
-use crate::observe;
-
-async fn index_of(handle: &Handle, name: &IfName) -> Result<Option<(u32, crate::plan::bridge::LinkFacts)>, ApplyError> {
-    let msg = observe::link(handle, name.as_str()).await.map_err(|e| ApplyError::Failed { what: name.to_string(), message: e.to_string() })?;
-    Ok(msg.map(|m| (m.header.index, observe::link_facts(&m))))
-}
 
 pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>, mtu: Option<u32>) -> Result<(), ApplyError> {
-    if index_of(handle, name).await?.is_some() {
+    if find_link(handle, name).await?.is_some() {
         return Ok(());
     }
     // stp off and no forward delay, as Xen's create_bridge: ports forward at once.
@@ -32,14 +26,13 @@ pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>,
         r => r.map_err(ApplyError::netlink(format!("creating bridge {name}")))?,
     }
     // The kernel ignores an alias in RTM_NEWLINK: mark the bridge as ours separately.
-    let Some((index, _)) = index_of(handle, name).await? else {
-        return Err(ApplyError::Failed { what: format!("bridge {name}"), message: "vanished after creation".into() });
-    };
+    let index = link_index(handle, name).await?;
     set(handle, LinkUnspec::new_with_index(index).alias(LINK_ALIAS), name).await
 }
 
 pub async fn delete(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {
-    let Some((index, _)) = index_of(handle, name).await? else { return Ok(()) };
+    let Some(facts) = find_link(handle, name).await? else { return Ok(()) };
+    let index = facts.index;
     match handle.link().del(index).execute().await {
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
         r => r.map_err(ApplyError::netlink(format!("deleting {name}"))),
@@ -47,10 +40,11 @@ pub async fn delete(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {
 }
 
 pub async fn rename(handle: &Handle, from: &IfName, to: &IfName) -> Result<(), ApplyError> {
-    let Some((index, facts)) = index_of(handle, from).await? else {
+    let Some(facts) = find_link(handle, from).await? else {
         // Renamed already (a repeated online), or gone: the next step will tell.
         return Ok(());
     };
+    let index = facts.index;
     if facts.up {
         set(handle, LinkUnspec::new_with_index(index).down(), from).await?;
     }
@@ -70,12 +64,11 @@ async fn set(handle: &Handle, b: LinkMessageBuilder<LinkUnspec>, what: &IfName) 
 /// Xen's setup_bridge_port + set_mtu + add_to_bridge, in as few messages as the kernel
 /// allows: the MAC can only change while the link is down, and enslaving comes last.
 pub async fn attach_port(handle: &Handle, port: &IfName, bridge: &IfName, mtu: u32) -> Result<(), ApplyError> {
-    let Some((index, facts)) = index_of(handle, port).await? else {
+    let Some(facts) = find_link(handle, port).await? else {
         return Err(ApplyError::Failed { what: port.to_string(), message: "no such device".into() });
     };
-    let Some((bridge_index, _)) = index_of(handle, bridge).await? else {
-        return Err(ApplyError::Failed { what: format!("bridge {bridge}"), message: "no such bridge".into() });
-    };
+    let index = facts.index;
+    let bridge_index = link_index(handle, bridge).await?;
     let needs_mac = facts.mac != Some(MacAddr(PORT_MAC));
     if facts.up && (needs_mac || facts.master != Some(bridge_index)) {
         set(handle, LinkUnspec::new_with_index(index).down(), port).await?;
@@ -110,7 +103,8 @@ async fn flush_addresses(handle: &Handle, index: u32, port: &IfName) -> Result<(
 }
 
 pub async fn detach_port(handle: &Handle, port: &IfName) -> Result<(), ApplyError> {
-    let Some((index, facts)) = index_of(handle, port).await? else { return Ok(()) };
+    let Some(facts) = find_link(handle, port).await? else { return Ok(()) };
+    let index = facts.index;
     let mut b = LinkUnspec::new_with_index(index).down();
     if facts.master.is_some() {
         b = b.nocontroller();
@@ -120,4 +114,5 @@ pub async fn detach_port(handle: &Handle, port: &IfName) -> Result<(), ApplyErro
         r => r.map_err(ApplyError::netlink(format!("detaching {port}"))),
     }
 }
+
 

@@ -10,6 +10,10 @@ mod uplink;
 
 use rtnetlink::Handle;
 
+use crate::model::IfName;
+use crate::observe;
+use crate::plan::bridge::LinkFacts;
+
 use crate::plan::nft::ElemChange;
 use crate::plan::{Plan, Step};
 
@@ -29,6 +33,35 @@ impl ApplyError {
         move |err| ApplyError::Netlink { what, err }
     }
 }
+
+/// One link by name, as `observe` reads it; the one lookup every apply step uses.
+pub(crate) async fn find_link(handle: &Handle, name: &IfName) -> Result<Option<LinkFacts>, ApplyError> {
+    observe::link(handle, name.as_str())
+        .await
+        .map(|m| m.as_ref().map(observe::link_facts))
+        .map_err(|e| ApplyError::Failed { what: name.to_string(), message: e.to_string() })
+}
+
+/// The link's index; a missing link is an error naming it.
+pub(crate) async fn link_index(handle: &Handle, name: &IfName) -> Result<u32, ApplyError> {
+    match find_link(handle, name).await? {
+        Some(l) => Ok(l.index),
+        None => Err(ApplyError::Failed { what: name.to_string(), message: "no such device".into() }),
+    }
+}
+
+/// Every failure a teardown met; it kept going past each one.
+#[derive(Debug)]
+pub struct TeardownErrors(pub Vec<ApplyError>);
+
+impl std::fmt::Display for TeardownErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self.0.iter().map(|e| e.to_string()).collect();
+        write!(f, "left something behind: {}", all.join("; "))
+    }
+}
+
+impl std::error::Error for TeardownErrors {}
 
 /// The errno of a netlink error answer, if it is one.
 pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
@@ -109,12 +142,16 @@ pub async fn setup(handle: &Handle, plan: &Plan) -> Result<(), ApplyError> {
 
 /// Teardown: every step runs even when one fails, because a half-removed vif is worse
 /// than a loud one; all failures come back.
-pub async fn teardown(handle: &Handle, plan: &Plan) -> Vec<ApplyError> {
+pub async fn teardown(handle: &Handle, plan: &Plan) -> Result<(), TeardownErrors> {
     let mut errors = Vec::new();
     for step in &plan.steps {
         if let Err(e) = run_step(handle, step).await {
             errors.push(e);
         }
     }
-    errors
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(TeardownErrors(errors))
+    }
 }

@@ -2,18 +2,8 @@
 
 use rtnetlink::Handle;
 
-use super::{errno, ApplyError};
-use crate::model::IfName;
-use crate::observe;
+use super::{errno, link_index, ApplyError};
 use crate::plan::takeover::UplinkStep;
-
-async fn index(handle: &Handle, dev: &IfName) -> Result<u32, ApplyError> {
-    match observe::link(handle, dev.as_str()).await {
-        Ok(Some(m)) => Ok(m.header.index),
-        Ok(None) => Err(ApplyError::Failed { what: dev.to_string(), message: "no such device".into() }),
-        Err(e) => Err(ApplyError::Failed { what: dev.to_string(), message: e.to_string() }),
-    }
-}
 
 /// EEXIST on add and ESRCH/EADDRNOTAVAIL/ENOENT on delete mean the step is done already.
 fn done_already(e: &rtnetlink::Error, codes: &[i32]) -> bool {
@@ -25,7 +15,7 @@ pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
     match step {
         UplinkStep::AddAddr { dev, msg } => {
             let mut m = msg.clone();
-            m.header.index = index(handle, dev).await?;
+            m.header.index = link_index(handle, dev).await?;
             let mut req = handle.address().add(m.header.index, std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             *req.message_mut() = m;
             match req.execute().await {
@@ -35,7 +25,7 @@ pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
         }
         UplinkStep::DelAddr { dev, msg } => {
             let mut m = msg.clone();
-            m.header.index = index(handle, dev).await?;
+            m.header.index = link_index(handle, dev).await?;
             match handle.address().del(m).execute().await {
                 Err(e) if done_already(&e, &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH]) => Ok(()),
                 r => r.map_err(ApplyError::netlink(what)),
@@ -43,7 +33,7 @@ pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
         }
         UplinkStep::AddRoute { dev, msg } => {
             let mut m = msg.clone();
-            m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(index(handle, dev).await?));
+            m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(link_index(handle, dev).await?));
             match handle.route().add(m).execute().await {
                 Err(e) if done_already(&e, &[libc::EEXIST]) => Ok(()),
                 r => r.map_err(ApplyError::netlink(what)),
@@ -51,21 +41,21 @@ pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
         }
         UplinkStep::DelRoute { dev, msg } => {
             let mut m = msg.clone();
-            m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(index(handle, dev).await?));
+            m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(link_index(handle, dev).await?));
             match handle.route().del(m).execute().await {
                 Err(e) if done_already(&e, &[libc::ESRCH, libc::ENOENT]) => Ok(()),
                 r => r.map_err(ApplyError::netlink(what)),
             }
         }
         UplinkStep::Enslave { port, bridge } => {
-            let p = index(handle, port).await?;
-            let b = index(handle, bridge).await?;
+            let p = link_index(handle, port).await?;
+            let b = link_index(handle, bridge).await?;
             let up = |i| rtnetlink::LinkUnspec::new_with_index(i).up();
             handle.link().set(up(b).build()).execute().await.map_err(ApplyError::netlink(what.clone()))?;
             handle.link().set(up(p).controller(b).build()).execute().await.map_err(ApplyError::netlink(what))
         }
         UplinkStep::Release { port } => {
-            let p = index(handle, port).await?;
+            let p = link_index(handle, port).await?;
             handle
                 .link()
                 .set(rtnetlink::LinkUnspec::new_with_index(p).nocontroller().build())

@@ -2,12 +2,10 @@
 //! what xend's network-script did. libxl never calls it; `vif online` makes what it needs.
 
 use anyhow::{bail, Context, Result};
-use netlink_packet_route::link::LinkAttribute;
 
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
-use crate::names::LINK_ALIAS;
-use crate::plan::{takeover, Plan, Step};
+use crate::plan::{bridge as plan_bridge, takeover};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
@@ -61,7 +59,7 @@ pub fn run(args: NetworkArgs) -> Result<()> {
                         log::info(&format!("{}: took over {netdev}", mode.bridge));
                         return Ok(());
                     }
-                    _ => Plan { steps: vec![Step::CreateBridge { name: mode.bridge.clone(), mac: Some(crate::plan::bridge::stable_mac(&mode.bridge)), mtu: None }] },
+                    _ => plan_bridge::network_start(&mode),
                 };
                 if args.dry_run {
                     print!("{plan}");
@@ -71,36 +69,18 @@ pub fn run(args: NetworkArgs) -> Result<()> {
                 Ok(())
             }
             "stop" => {
-                let ports = match &bridge_msg {
-                    Some(b) => observe::ports_of(&handle, b.header.index).await?,
+                let bridge = bridge_msg.as_ref().map(observe::link_facts);
+                let ports = match &bridge {
+                    Some(b) => observe::ports_of(&handle, b.index).await?,
                     None => Vec::new(),
                 };
-                let mut plan = match state::read_takeover(mode.bridge.as_str())? {
-                    Some(rec) => {
-                        let others: Vec<String> = ports.iter().filter(|p| **p != rec.netdev.as_str()).cloned().collect();
-                        takeover::stop(&rec, &others).map_err(anyhow::Error::msg)?
-                    }
-                    None => {
-                        let ours = bridge_msg.as_ref().is_some_and(|b| {
-                            b.attributes.iter().any(|a| matches!(a, LinkAttribute::IfAlias(s) if s == LINK_ALIAS))
-                        });
-                        let mut p = Plan::default();
-                        if ours && ports.is_empty() {
-                            p.push(Step::DeleteLink { name: mode.bridge.clone() });
-                        }
-                        p
-                    }
-                };
-                plan.push(Step::DeleteNftTableIfUnused);
+                let takeover = state::read_takeover(mode.bridge.as_str())?;
+                let plan = plan_bridge::network_stop(&mode, bridge.as_ref(), &ports, takeover.as_ref()).map_err(anyhow::Error::msg)?;
                 if args.dry_run {
                     print!("{plan}");
                     return Ok(());
                 }
-                let errors = apply::teardown(&handle, &plan).await;
-                if !errors.is_empty() {
-                    let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                    bail!("stop left something behind: {}", all.join("; "));
-                }
+                apply::teardown(&handle, &plan).await?;
                 state::remove_takeover(mode.bridge.as_str())?;
                 Ok(())
             }

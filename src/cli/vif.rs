@@ -134,17 +134,7 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
                 Some(r) => r,
                 // No journal (state lost, or never online): undo what the inputs describe.
                 None => match inputs::bridged_vif(&inputs, &mode, dev_type) {
-                    Ok(vif) => VifRecord {
-                        mode: "bridge".into(),
-                        kernel_name: vif.kernel_name,
-                        name: vif.name,
-                        dev_type,
-                        bridge: vif.bridge,
-                        guest_mac: vif.guest_mac,
-                        ips: vif.ips,
-                        antispoof: vif.antispoof,
-                        mtu: 0,
-                    },
+                    Ok(vif) => plan_bridge::record(&vif, vif.bridge.clone(), 0),
                     Err(_) => return Ok(()),
                 },
             };
@@ -155,11 +145,7 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
             }
             rt.block_on(async {
                 let handle = apply::connect()?;
-                let errors = apply::teardown(&handle, &plan).await;
-                if !errors.is_empty() {
-                    let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                    bail!("{kernel_name}: offline left something behind: {}", all.join("; "));
-                }
+                apply::teardown(&handle, &plan).await.with_context(|| format!("{kernel_name}: offline"))?;
                 state::remove_vif(kernel_name.as_str())?;
                 log::info(&format!("{}: off bridge {}", record.name, record.bridge));
                 Ok(())

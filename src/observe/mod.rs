@@ -8,6 +8,7 @@ use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
 use crate::model::{IfName, MacAddr};
+use crate::names::LINK_ALIAS;
 use crate::plan::bridge::{Facts, LinkFacts};
 use crate::plan::takeover::UplinkFacts;
 
@@ -40,11 +41,13 @@ pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
         master: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         mac: None,
+        ours: false,
     };
     for a in &msg.attributes {
         match a {
             LinkAttribute::Mtu(m) => f.mtu = *m,
             LinkAttribute::Controller(i) => f.master = Some(*i),
+            LinkAttribute::IfAlias(alias) => f.ours = alias == LINK_ALIAS,
             LinkAttribute::Address(b) if b.len() == 6 => f.mac = Some(MacAddr(b.as_slice().try_into().expect("6 bytes"))),
             LinkAttribute::LinkInfo(infos) => {
                 f.is_bridge |= infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));

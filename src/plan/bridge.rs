@@ -28,6 +28,8 @@ pub struct LinkFacts {
     pub master: Option<u32>,
     pub up: bool,
     pub mac: Option<MacAddr>,
+    /// Carries our alias: vifnet created it and may delete it.
+    pub ours: bool,
 }
 
 /// The links a bridge-mode plan depends on, by name (absent = no such link).
@@ -99,6 +101,56 @@ pub fn record_elements(rec: &VifRecord) -> Vec<Elem> {
     }
 }
 
+/// A bridge of our own: stable MAC, no STP delay (see `stable_mac`).
+pub fn create_own_bridge(name: &IfName) -> Step {
+    Step::CreateBridge { name: name.clone(), mac: Some(stable_mac(name)), mtu: None }
+}
+
+/// What a vif gets in bridge mode, as its journal records it.
+pub fn record(vif: &BridgedVif, bridge: IfName, mtu: u32) -> VifRecord {
+    VifRecord {
+        mode: "bridge".into(),
+        kernel_name: vif.kernel_name.clone(),
+        name: vif.name.clone(),
+        dev_type: vif.dev_type,
+        bridge,
+        guest_mac: vif.guest_mac,
+        ips: vif.ips.clone(),
+        antispoof: vif.antispoof,
+        mtu,
+    }
+}
+
+/// `network bridge start` without takeover: just the mode's bridge.
+pub fn network_start(mode: &BridgeMode) -> Plan {
+    Plan { steps: vec![create_own_bridge(&mode.bridge)] }
+}
+
+/// `network bridge stop`: undo a takeover if there was one, else delete the bridge if it
+/// is ours and no port is left on it; then the table, if no guest uses it any more.
+pub fn network_stop(
+    mode: &BridgeMode,
+    bridge: Option<&LinkFacts>,
+    ports: &[String],
+    takeover: Option<&super::takeover::TakeoverRecord>,
+) -> Result<Plan, String> {
+    let mut plan = match takeover {
+        Some(rec) => {
+            let others: Vec<String> = ports.iter().filter(|p| **p != rec.netdev.as_str()).cloned().collect();
+            super::takeover::stop(rec, &others)?
+        }
+        None => {
+            let mut p = Plan::default();
+            if bridge.is_some_and(|b| b.ours) && ports.is_empty() {
+                p.push(Step::DeleteLink { name: mode.bridge.clone() });
+            }
+            p
+        }
+    };
+    plan.push(Step::DeleteNftTableIfUnused);
+    Ok(plan)
+}
+
 /// `online` / `add`: bring one vif onto its bridge. `previous` is its journal, if any,
 /// so that a repeated online changes only what differs.
 pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Option<&VifRecord>) -> Result<(Plan, VifRecord), PlanError> {
@@ -111,7 +163,7 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
         None => match legacy_bridge_name(&vif.bridge).and_then(|n| facts.link(&n).filter(|l| l.is_bridge).map(|l| (n, l.mtu))) {
             Some((n, mtu)) => (IfName::parse("bridge", &n).expect("ethN is a valid name"), mtu),
             None if vif.bridge == mode.bridge && mode.create_bridge => {
-                plan.push(Step::CreateBridge { name: vif.bridge.clone(), mac: Some(stable_mac(&vif.bridge)), mtu: None });
+                plan.push(create_own_bridge(&vif.bridge));
                 (vif.bridge.clone(), 1500)
             }
             None => return Err(PlanError::NoBridge { bridge: vif.bridge.to_string() }),
@@ -134,17 +186,7 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
         return Err(PlanError::NoDevice { name: vif.kernel_name.to_string() });
     }
 
-    let record = VifRecord {
-        mode: "bridge".into(),
-        kernel_name: vif.kernel_name.clone(),
-        name: vif.name.clone(),
-        dev_type: vif.dev_type,
-        bridge: bridge.clone(),
-        guest_mac: vif.guest_mac,
-        ips: vif.ips.clone(),
-        antispoof: vif.antispoof,
-        mtu: vif.mtu.unwrap_or(bridge_mtu),
-    };
+    let record = record(vif, bridge.clone(), vif.mtu.unwrap_or(bridge_mtu));
 
     // Firewall before the port is attached, so that no frame of the guest passes unchecked.
     let old = previous.map(record_elements).unwrap_or_default();
@@ -197,7 +239,7 @@ mod tests {
         }
     }
     fn link(index: u32, is_bridge: bool) -> LinkFacts {
-        LinkFacts { index, is_bridge, mtu: 9000, master: None, up: false, mac: None }
+        LinkFacts { index, is_bridge, mtu: 9000, master: None, up: false, mac: None, ours: false }
     }
     fn facts(links: &[(&str, LinkFacts)]) -> Facts {
         Facts { links: links.iter().map(|(n, l)| (n.to_string(), l.clone())).collect() }
@@ -271,5 +313,15 @@ mod tests {
         let plan = vif_down(&rec);
         assert!(lines(&plan)[0].starts_with("nft -f - <<< 'delete element bridge vifnet guarded"));
         assert_eq!(lines(&plan)[1], "ip link set vif5.0 down nomaster (if present)");
+    }
+
+    #[test]
+    fn stop_deletes_only_our_own_empty_bridge() {
+        let mut ours = link(3, true);
+        ours.ours = true;
+        let steps = |b: Option<&LinkFacts>, ports: &[String]| network_stop(&mode(), b, ports, None).unwrap().steps;
+        assert!(matches!(steps(Some(&ours), &[])[0], Step::DeleteLink { .. }));
+        assert_eq!(steps(Some(&ours), &["vif1.0".into()]), vec![Step::DeleteNftTableIfUnused], "a guest is still on it");
+        assert_eq!(steps(Some(&link(3, true)), &[]), vec![Step::DeleteNftTableIfUnused], "the administrator's bridge stays");
     }
 }

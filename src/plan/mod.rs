@@ -46,9 +46,6 @@ impl Plan {
     pub fn push(&mut self, step: Step) {
         self.steps.push(step);
     }
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
 }
 
 impl fmt::Display for Step {
