@@ -12,6 +12,8 @@ BIN       := target/release/vifnet
 # Debian packages the tests and the demo use.
 DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
 MULTI     := network-bridge vif-bridge
+# Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
+VIF_SCRIPTS := vifnet-bridge
 
 .PHONY: all build deps demo test test-quick bench install install-xen-scripts uninstall clean
 

@@ -3,7 +3,7 @@
 use futures::TryStreamExt;
 use netlink_packet_route::link::BridgeStpState;
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
+use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec};
 
 use super::{errno, find_link, link_index, ApplyError};
 use crate::model::{IfName, MacAddr};
@@ -26,6 +26,36 @@ pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>,
         r => r.map_err(ApplyError::netlink(format!("creating bridge {name}")))?,
     }
     // The kernel ignores an alias in RTM_NEWLINK: mark the bridge as ours separately.
+    let index = link_index(handle, name).await?;
+    set(handle, LinkUnspec::new_with_index(index).alias(LINK_ALIAS), name).await
+}
+
+/// A dummy link of our own. The first request for the kind makes the kernel load
+/// dummy.ko, whose init creates `dummy0` itself (numdummies=1): our request for that very
+/// name then fails with EEXIST. We asked for it, so the link is adopted as ours.
+pub async fn create_dummy(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {
+    if find_link(handle, name).await?.is_some() {
+        return Ok(());
+    }
+    match handle.link().add(LinkMessageBuilder::<LinkDummy>::new(name.as_str()).build()).execute().await {
+        Ok(()) => {}
+        Err(e) if errno(&e) == Some(libc::EEXIST) => {
+            let kind = find_link(handle, name).await?.and_then(|l| l.kind);
+            if kind.as_deref() != Some("dummy") {
+                return Err(ApplyError::Failed {
+                    what: format!("creating dummy {name}"),
+                    message: format!("a link of kind {} took the name first", kind.as_deref().unwrap_or("unknown")),
+                });
+            }
+        }
+        Err(e) if errno(&e) == Some(libc::EOPNOTSUPP) => {
+            return Err(ApplyError::Failed {
+                what: format!("creating dummy {name}"),
+                message: "this kernel has no dummy driver (CONFIG_DUMMY)".into(),
+            })
+        }
+        Err(e) => return Err(ApplyError::netlink(format!("creating dummy {name}"))(e)),
+    }
     let index = link_index(handle, name).await?;
     set(handle, LinkUnspec::new_with_index(index).alias(LINK_ALIAS), name).await
 }

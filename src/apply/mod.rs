@@ -83,6 +83,7 @@ pub fn connect() -> std::io::Result<Handle> {
 async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
     match step {
         Step::CreateBridge { name, mac, mtu } => links::create_bridge(handle, name, *mac, *mtu).await,
+        Step::CreateDummy { name } => links::create_dummy(handle, name).await,
         Step::DeleteLink { name } => links::delete(handle, name).await,
         Step::Rename { from, to } => links::rename(handle, from, to).await,
         Step::AttachPort { port, bridge, mtu } => links::attach_port(handle, port, bridge, *mtu).await,
@@ -97,7 +98,7 @@ async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
 /// What undoes a step that succeeded, for rollback of a failed setup.
 fn undo(step: &Step) -> Option<Step> {
     match step {
-        Step::CreateBridge { name, .. } => Some(Step::DeleteLink { name: name.clone() }),
+        Step::CreateBridge { name, .. } | Step::CreateDummy { name } => Some(Step::DeleteLink { name: name.clone() }),
         Step::Rename { from, to } => Some(Step::Rename { from: to.clone(), to: from.clone() }),
         Step::AttachPort { port, .. } => Some(Step::DetachPort { port: port.clone() }),
         Step::NftElements(changes) => Some(Step::NftElements(

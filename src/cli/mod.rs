@@ -28,7 +28,9 @@ enum Command {
     Setup(setup::SetupArgs),
 }
 
-/// argv as `vifnet ...` would see it: the multi-call names map onto subcommands.
+/// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's
+/// own names (`vif-bridge`) replace its scripts; `vifnet-bridge` is a vif script that
+/// sits beside them (`script=vifnet-bridge`, or `vif.default.script` in xl.conf).
 pub fn normalise_argv(argv: Vec<String>) -> Vec<String> {
     let prog = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
     let rest = argv.iter().skip(1).cloned();
@@ -36,7 +38,7 @@ pub fn normalise_argv(argv: Vec<String>) -> Vec<String> {
         if prog == format!("network-{mode}") {
             return ["vifnet", "network", mode].iter().map(|s| s.to_string()).chain(rest).collect();
         }
-        if prog == format!("vif-{mode}") {
+        if prog == format!("vif-{mode}") || prog == format!("vifnet-{mode}") {
             return ["vifnet", "vif", mode].iter().map(|s| s.to_string()).chain(rest).collect();
         }
     }
@@ -95,6 +97,15 @@ mod tests {
         assert_eq!(normalise_argv(v(&["/etc/xen/scripts/vif-bridge", "online", "type_if=vif"])), v(&["vifnet", "vif", "bridge", "online", "type_if=vif"]));
         assert_eq!(normalise_argv(v(&["network-bridge", "start"])), v(&["vifnet", "network", "bridge", "start"]));
         assert_eq!(normalise_argv(v(&["vifnet", "status"])), v(&["vifnet", "status"]));
+    }
+
+    #[test]
+    fn script_names_map_onto_verbs() {
+        let argv = |v: &[&str]| normalise_argv(v.iter().map(|s| s.to_string()).collect()).join(" ");
+        assert_eq!(argv(&["/etc/xen/scripts/vif-bridge", "online", "type_if=vif"]), "vifnet vif bridge online type_if=vif");
+        assert_eq!(argv(&["/etc/xen/scripts/vifnet-route", "offline"]), "vifnet vif route offline");
+        assert_eq!(argv(&["network-nat", "start"]), "vifnet network nat start");
+        assert_eq!(argv(&["/usr/sbin/vifnet", "status"]), "/usr/sbin/vifnet status");
     }
 
     #[test]

@@ -45,8 +45,11 @@ pub fn run(args: NetworkArgs) -> Result<()> {
                             log::info(&format!("{}: has taken over {netdev} already", mode.bridge));
                             return Ok(());
                         }
-                        let up = observe::uplink(&handle, netdev).await?;
-                        let (plan, record) = takeover::start(&mode.bridge, bridge_msg.is_some(), &up);
+                        let (plan, record) = match observe::link(&handle, netdev.as_str()).await? {
+                            None if takeover::creatable(netdev) => takeover::start_on_new_dummy(&mode.bridge, bridge_msg.is_some(), netdev),
+                            None => bail!("netdev {netdev}: no such link"),
+                            Some(_) => takeover::start(&mode.bridge, bridge_msg.is_some(), &observe::uplink(&handle, netdev).await?),
+                        };
                         if args.dry_run {
                             print!("{plan}");
                             return Ok(());

@@ -37,6 +37,7 @@ pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
     let mut f = LinkFacts {
         index: msg.header.index,
         is_bridge: false,
+        kind: None,
         mtu: 1500,
         master: None,
         up: msg.header.flags.contains(LinkFlags::Up),
@@ -50,7 +51,12 @@ pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
             LinkAttribute::IfAlias(alias) => f.ours = alias == LINK_ALIAS,
             LinkAttribute::Address(b) if b.len() == 6 => f.mac = Some(MacAddr(b.as_slice().try_into().expect("6 bytes"))),
             LinkAttribute::LinkInfo(infos) => {
-                f.is_bridge |= infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        f.is_bridge |= *kind == InfoKind::Bridge;
+                        f.kind = Some(kind.to_string());
+                    }
+                }
             }
             _ => {}
         }

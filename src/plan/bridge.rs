@@ -24,6 +24,8 @@ pub struct BridgeMode {
 pub struct LinkFacts {
     pub index: u32,
     pub is_bridge: bool,
+    /// The link kind the kernel reports (`bridge`, `dummy`, `veth`...), if any.
+    pub kind: Option<String>,
     pub mtu: u32,
     pub master: Option<u32>,
     pub up: bool,
@@ -239,7 +241,7 @@ mod tests {
         }
     }
     fn link(index: u32, is_bridge: bool) -> LinkFacts {
-        LinkFacts { index, is_bridge, mtu: 9000, master: None, up: false, mac: None, ours: false }
+        LinkFacts { index, is_bridge, kind: None, mtu: 9000, master: None, up: false, mac: None, ours: false }
     }
     fn facts(links: &[(&str, LinkFacts)]) -> Facts {
         Facts { links: links.iter().map(|(n, l)| (n.to_string(), l.clone())).collect() }

@@ -18,7 +18,10 @@ use crate::model::{IfName, MacAddr};
 pub enum Step {
     /// Create the bridge if it does not exist (stp off, forward delay 0), marked as ours.
     CreateBridge { name: IfName, mac: Option<MacAddr>, mtu: Option<u32> },
-    /// Delete a bridge we created (missing is success).
+    /// Create a dummy link if it does not exist (the kernel loads the driver on demand),
+    /// marked as ours.
+    CreateDummy { name: IfName },
+    /// Delete a link we created (missing is success).
     DeleteLink { name: IfName },
     /// Rename a link (it must be down); done when `to` already carries the device.
     Rename { from: IfName, to: IfName },
@@ -61,6 +64,7 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::CreateDummy { name } => write!(f, "ip link add {name} type dummy (if missing)"),
             Step::DeleteLink { name } => write!(f, "ip link del {name} (if present)"),
             Step::Rename { from, to } => write!(f, "ip link set {from} down name {to}"),
             Step::AttachPort { port, bridge, mtu } => write!(

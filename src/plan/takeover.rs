@@ -7,7 +7,7 @@ use std::fmt;
 
 use rtnetlink::packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +146,9 @@ pub fn movable_routes(routes: &[RouteMessage]) -> Vec<RouteMessage> {
             let mut r = r.clone();
             // The device is given when applied; cache data is the kernel's, not a setting.
             r.attributes.retain(|a| !matches!(a, RouteAttribute::Oif(_) | RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_)));
+            // What the kernel reports (linkdown on an uplink without carrier, dead,
+            // offload) it refuses to be told back (EINVAL): keep only what a request may say.
+            r.header.flags &= RouteFlags::Onlink | RouteFlags::Pervasive;
             r
         })
         .collect();
@@ -189,6 +192,9 @@ pub struct TakeoverRecord {
     pub bridge: IfName,
     pub netdev: IfName,
     pub created_bridge: bool,
+    /// The uplink was a dummy we created (a host-only network): `stop` deletes it.
+    #[serde(default)]
+    pub created_netdev: bool,
     /// Netlink messages, hex-encoded, exactly as they were on the uplink.
     pub addrs: Vec<String>,
     pub routes: Vec<String>,
@@ -253,6 +259,7 @@ pub fn start(bridge: &IfName, bridge_exists: bool, up: &UplinkFacts) -> (Plan, T
         bridge: bridge.clone(),
         netdev: x.clone(),
         created_bridge: !bridge_exists,
+        created_netdev: false,
         addrs: addrs.iter().map(emit).collect(),
         routes: routes.iter().map(emit).collect(),
     };
@@ -261,6 +268,33 @@ pub fn start(bridge: &IfName, bridge_exists: bool, up: &UplinkFacts) -> (Plan, T
 
 /// `stop`: the reverse of `start`, from its record. The bridge goes only if we made it
 /// and no other port is left on it (`other_ports`).
+/// Whether a missing uplink of this name is made rather than refused: `dummyN`, the
+/// classic host-only network (`network-bridge netdev=dummy0`), where Xen admins loaded
+/// the dummy driver by hand.
+pub fn creatable(netdev: &IfName) -> bool {
+    netdev.as_str().strip_prefix("dummy").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Takeover of an uplink that does not exist yet (see `creatable`): make the dummy, then
+/// enslave it; there is nothing on it to move, and the bridge keeps its own stable MAC.
+pub fn start_on_new_dummy(bridge: &IfName, bridge_exists: bool, netdev: &IfName) -> (Plan, TakeoverRecord) {
+    let mut plan = Plan::default();
+    plan.push(Step::CreateDummy { name: netdev.clone() });
+    if !bridge_exists {
+        plan.push(super::bridge::create_own_bridge(bridge));
+    }
+    plan.push(Step::Uplink(UplinkStep::Enslave { port: netdev.clone(), bridge: bridge.clone() }));
+    let record = TakeoverRecord {
+        bridge: bridge.clone(),
+        netdev: netdev.clone(),
+        created_bridge: !bridge_exists,
+        created_netdev: true,
+        addrs: Vec::new(),
+        routes: Vec::new(),
+    };
+    (plan, record)
+}
+
 pub fn stop(rec: &TakeoverRecord, other_ports: &[String]) -> Result<Plan, String> {
     let addrs = rec.addrs()?;
     let routes = rec.routes()?;
@@ -277,6 +311,9 @@ pub fn stop(rec: &TakeoverRecord, other_ports: &[String]) -> Result<Plan, String
     }
     for r in &routes {
         plan.push(Step::Uplink(UplinkStep::AddRoute { dev: rec.netdev.clone(), msg: r.clone() }));
+    }
+    if rec.created_netdev {
+        plan.push(Step::DeleteLink { name: rec.netdev.clone() });
     }
     if rec.created_bridge && other_ports.is_empty() {
         plan.push(Step::DeleteLink { name: rec.bridge.clone() });
@@ -354,5 +391,21 @@ mod tests {
         assert_eq!(stop_lines.last().unwrap(), "ip link del xenbr0 (if present)");
         assert!(stop_lines.contains(&"ip route add default via 198.51.100.1 dev enp0s3".to_string()));
         assert!(stop(&rec, &["vif1.0".into()]).unwrap().steps.iter().all(|s| !matches!(s, Step::DeleteLink { .. })), "a bridge with guests stays");
+    }
+
+    #[test]
+    fn a_missing_dummy_uplink_is_made_enslaved_and_deleted_again() {
+        assert!(creatable(&name("dummy0")) && creatable(&name("dummy12")));
+        assert!(!creatable(&name("dummy")) && !creatable(&name("dummyx")) && !creatable(&name("eth0")) && !creatable(&name("bond0")));
+        let (plan, rec) = start_on_new_dummy(&name("xenbr0"), false, &name("dummy0"));
+        let lines: Vec<String> = plan.steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(lines[0], "ip link add dummy0 type dummy (if missing)");
+        assert!(lines[1].starts_with("ip link add xenbr0 type bridge"));
+        assert_eq!(lines[2], "ip link set dummy0 master xenbr0 up; ip link set xenbr0 up");
+        let undo: Vec<String> = stop(&rec, &[]).unwrap().steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(undo, ["ip link set dummy0 nomaster", "ip link del dummy0 (if present)", "ip link del xenbr0 (if present)"]);
+        // A guest still on the bridge keeps it; the dummy goes all the same.
+        let undo = stop(&rec, &["vif1.0".into()]).unwrap();
+        assert_eq!(undo.steps.last(), Some(&Step::DeleteLink { name: name("dummy0") }));
     }
 }

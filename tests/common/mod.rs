@@ -37,6 +37,13 @@ impl Netns {
         ns
     }
 
+    /// No duplicate address detection on links made from now on: their IPv6 addresses,
+    /// link-local ones too, are usable (and stop changing flags) at once.
+    pub fn no_dad(&self) {
+        self.ok(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+        self.ok(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+    }
+
     pub fn cmd(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).args(argv);
@@ -222,6 +229,17 @@ pub fn neighbour(ns: &Netns, dev: &str, addr: &str) -> Option<String> {
     let out = ns.ok(&["ip", "-j", "neigh", "show", "dev", dev, "to", addr]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
     v.get(0).and_then(|e| e["lladdr"].as_str()).map(String::from)
+}
+
+/// What a takeover must give back exactly: the uplink's addresses, every route of both
+/// families in every table, and its MAC, as `ip -j` prints them.
+pub fn uplink_snapshot(ns: &Netns, dev: &str) -> Vec<String> {
+    vec![
+        ns.ok(&["ip", "-j", "addr", "show", "dev", dev]),
+        ns.ok(&["ip", "-j", "-4", "route", "show", "table", "all"]),
+        ns.ok(&["ip", "-j", "-6", "route", "show", "table", "all"]),
+        mac_of(ns, dev),
+    ]
 }
 
 pub fn read(path: &Path) -> String {
