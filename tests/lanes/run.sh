@@ -37,7 +37,7 @@ for lane in $LANES; do
       ;;
     xen)
       mapfile -t bins < <(test_binaries xen)
-      tests/lanes/xen.sh -f "$VIFNET" -f "${bins[0]}" -- "${bins[0]}" --include-ignored --test-threads=1 || rc=1
+      tests/lanes/xen.sh -f "$VIFNET" -f "${bins[0]}" -- env VIFNET_LANE=xen RUST_BACKTRACE=1 "${bins[0]}" --include-ignored --test-threads=1 || rc=1
       ;;
     *) echo "run.sh: no lane $lane (kernel, xen)" >&2; exit 2 ;;
   esac
