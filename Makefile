@@ -15,7 +15,7 @@ MULTI     := network-bridge vif-bridge
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
 VIF_SCRIPTS := vifnet-bridge
 
-.PHONY: all build deps demo test test-quick bench install install-xen-scripts uninstall clean
+.PHONY: all build deps demo test test-quick test-unit lanes bench install install-xen-scripts uninstall clean
 
 all: build
 
@@ -37,13 +37,22 @@ demo: deps build
 	$(BIN) setup --simulate --prefix vfdemo$$$$ --modes-dir examples/bridge \
 	  --xend-config examples/bridge/xend-config.sxp examples/bridge/web.cfg examples/bridge/db.cfg
 
-# Everything: unit tests, and the namespace tests on this kernel (as root).
-test: deps
+# Everything: unit tests, the namespace tests on this kernel (as root), then the VM lanes:
+# Debian 12's kernel, and a real Xen 4.17 toolstack with PV guests (tests/lanes/).
+test: test-quick lanes
+
+# Unit and namespace tests on this machine's kernel: the fast loop while working.
+test-quick: deps
 	$(CARGO) test --locked
 
 # Unit tests only: no root, no namespaces.
-test-quick:
+test-unit:
 	$(CARGO) test --locked --lib
+
+# The VM lanes alone (the first run fetches ~100 MB of Debian packages into
+# /var/tmp/vifnet-lanes); LANES=kernel or LANES=xen runs one.
+lanes: deps
+	tests/lanes/run.sh $(LANES)
 
 # Per-vif online/offline latency at 1 and 100 vifs (root).
 bench: deps
@@ -57,14 +66,17 @@ install: build
 	install -D -m 0644 man/vifnet-modes.5 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
 	install -d $(DESTDIR)/etc/vifnet/modes
 
-# Points Xen's own script names at vifnet, keeping the originals as <name>.xen.
+# Points Xen's own script names at vifnet, keeping the originals as <name>.xen, and adds
+# vifnet-bridge beside them (for `script=vifnet-bridge` or xl.conf's vif.default.script).
 install-xen-scripts: install
+	for n in $(VIF_SCRIPTS); do ln -sf $(SBINDIR)/vifnet $(XEN_SCRIPTS)/$$n; done
 	for n in $(MULTI); do \
 	  if [ -e $(XEN_SCRIPTS)/$$n ] && [ ! -L $(XEN_SCRIPTS)/$$n ]; then mv $(XEN_SCRIPTS)/$$n $(XEN_SCRIPTS)/$$n.xen; fi; \
 	  ln -sf $(SBINDIR)/vifnet $(XEN_SCRIPTS)/$$n; \
 	done
 
 uninstall:
+	for n in $(VIF_SCRIPTS); do if [ -L $(XEN_SCRIPTS)/$$n ]; then rm -f $(XEN_SCRIPTS)/$$n; fi; done
 	for n in $(MULTI); do \
 	  rm -f $(DESTDIR)$(LIBEXEC)/$$n; \
 	  if [ -L $(XEN_SCRIPTS)/$$n ]; then rm -f $(XEN_SCRIPTS)/$$n; fi; \

@@ -138,6 +138,7 @@ fn host_state() -> (String, String, Vec<String>) {
 #[ignore = "Xen lane: needs dom0 of a real Xen"]
 fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     dom0();
+    let t = Instant::now();
     let before = host_state();
     let (web, out) = Guest::create(
         "web",
@@ -145,6 +146,7 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
         &format!("gw={DOM0_IP} spoof=198.51.100.77"),
     );
     assert!(out.status.success(), "xl create failed");
+    eprintln!("{:?}: created", t.elapsed());
     let domid = web.domid();
     for dev in 0..2 {
         let be = format!("/local/domain/0/backend/vif/{domid}/{dev}");
@@ -155,7 +157,9 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     assert!(web0.contains("master xenbr0"), "vifname=web0 renamed the first vif and bridged it: {web0}");
     assert!(sh(&format!("ip link show dev vif{domid}.1")).contains("master xenbr0"));
 
+    eprintln!("{:?}: backends connected", t.elapsed());
     assert!(web.wait_for("GUEST done", 120), "the guest ran its checks");
+    eprintln!("{:?}: guest done", t.elapsed());
     let console = web.console();
     for (nic, (_, ip)) in ["eth0", "eth1"].iter().zip(GUESTS) {
         assert!(console.contains(&format!("GUEST {nic} lease {ip}")), "{nic} leased {ip}:\n{console}");
@@ -169,6 +173,7 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     assert!(elements.contains("\"web0\" . 198.51.100.10") && elements.contains(&format!("\"vif{domid}.1\" . 198.51.100.11")), "{elements}");
 
     web.destroy();
+    eprintln!("{:?}: destroyed", t.elapsed());
     assert_eq!(host_state(), before, "xl destroy ran offline for both vifs: nothing left");
 }
 
