@@ -32,3 +32,26 @@ pub const PORT_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 pub const STATE_DIR: &str = "/run/vifnet";
 /// Default directory of the administrator's mode files; `VIFNET_MODES_DIR` overrides it.
 pub const MODES_DIR: &str = "/etc/vifnet/modes";
+
+/// What a hotplug script is called for: xend's network scripts or the per-vif scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptRole {
+    Network,
+    Vif,
+}
+
+/// The role and mode a script name stands for (a path; its last part counts): Xen's own
+/// names (`network-bridge`, `vif-nat`), and `vifnet-<mode>`, our vif script installed
+/// beside Xen's.
+pub fn script_role(path: &str) -> Option<(ScriptRole, &'static str)> {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let (role, mode) = if let Some(m) = base.strip_prefix("network-") {
+        (ScriptRole::Network, m)
+    } else if let Some(m) = base.strip_prefix("vif-").or_else(|| base.strip_prefix("vifnet-")) {
+        (ScriptRole::Vif, m)
+    } else {
+        return None;
+    };
+    let mode = ["bridge", "route", "nat"].into_iter().find(|known| *known == mode)?;
+    Some((role, mode))
+}

@@ -151,6 +151,11 @@ fn forged_arp_from_guest_does_not_poison_lan() {
     lab.online(2, &[]);
     // Guest 3 has no antispoofing: the control that shows the forged request would work.
     lab.online(3, &["antispoof=no"]);
+    // Honest traffic first: every port forwards (a fresh port may drop frames for up to a
+    // second), and the lan host knows each guest's real MAC, which a forgery would replace.
+    for i in 1..=3 {
+        assert!(lab.guest(i).pings(LAN_IP), "guest {i}");
+    }
     let lan_ip = [192, 0, 2, 1];
     let victim = [192, 0, 2, 11]; // guest 1's address
     let g2_mac = parse_mac(&guest_mac(2));

@@ -276,16 +276,7 @@ impl ScriptCall {
     /// The mode the script implements, from its file name: `network-bridge`, `vif-bridge` →
     /// "bridge"; `-route` → "route"; `-nat` → "nat". Any other script → `None`.
     pub fn mode(&self) -> Option<&str> {
-        let base = self.script.rsplit('/').next().unwrap_or(&self.script);
-        let kind = base
-            .strip_prefix("network-")
-            .or_else(|| base.strip_prefix("vif-"))?;
-        match kind {
-            "bridge" => Some("bridge"),
-            "route" => Some("route"),
-            "nat" => Some("nat"),
-            _ => None,
-        }
+        crate::names::script_role(&self.script).map(|(_, mode)| mode)
     }
 }
 
@@ -623,6 +614,7 @@ mod tests {
             Some("bridge")
         );
         assert_eq!(call("vif-openvswitch").mode(), None);
+        assert_eq!(call("vifnet-bridge").mode(), Some("bridge"));
         assert_eq!(call("/bin/true").mode(), None);
         assert_eq!(call("vif-bridge.sh").mode(), None);
         assert_eq!(call("my-vif-bridge").mode(), None);
