@@ -123,7 +123,14 @@ fn bond0_made_by_module_autoload_is_taken_over() {
     let lan = Netns::new("bnl");
     sh(&format!("ip link add bslave type veth peer name eth0 netns {} && ip link set bslave master bond0", lan.name));
     lan.ok(&["ip", "link", "set", "eth0", "up"]);
+    sh("sysctl -qw net.ipv6.conf.bond0.accept_dad=0");
     sh("ip addr add 192.0.2.2/24 dev bond0 && ip link set bond0 up && ip route add 10.6.0.0/16 via 192.0.2.254 dev bond0");
+    // The bond reports carrier (and gets its link-local address) once its slave is up.
+    let settled = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        sh("ip -j addr show dev bond0").contains("\"operstate\":\"UP\"") && sh("ip -j addr show dev bond0").contains("fe80::")
+    });
+    assert!(settled, "bond0 up: {}", sh("ip -j addr show dev bond0"));
     let snapshot = || (sh("ip -j addr show dev bond0"), sh("ip -j route show table all"));
     let before = snapshot();
     let out = vifnet_in_init_ns(&dirs, &start);

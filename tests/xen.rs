@@ -142,7 +142,7 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     let before = host_state();
     let (web, out) = Guest::create(
         "web",
-        &[&format!("mac={},ip={},vifname=web0", GUESTS[0].0, GUESTS[0].1), &format!("mac={},ip={}", GUESTS[1].0, GUESTS[1].1)],
+        &[&format!("bridge=xenbr0,mac={},ip={},vifname=web0", GUESTS[0].0, GUESTS[0].1), &format!("mac={},ip={}", GUESTS[1].0, GUESTS[1].1)],
         &format!("gw={DOM0_IP} spoof=198.51.100.77"),
     );
     assert!(out.status.success(), "xl create failed");
