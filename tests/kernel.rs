@@ -74,9 +74,6 @@ fn vifnet_in_init_ns(dirs: &Dirs, args: &[&str]) -> Output {
         .expect("spawn vifnet")
 }
 
-fn sh(cmd: &str) -> String {
-    run_ok(Command::new("sh").args(["-c", cmd]))
-}
 
 /// The first dummy link asked for makes the kernel load dummy.ko, which creates `dummy0`
 /// in the init namespace itself: the RTM_NEWLINK for that very name then fails with EEXIST.

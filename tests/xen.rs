@@ -11,16 +11,13 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{run_ok, vifnet_bin};
+use common::{run_ok, sh, vifnet_bin};
 
 /// dom0's address on xenbr0, the guests' gateway.
 const DOM0_IP: &str = "198.51.100.1";
 /// The guests' MACs and the addresses dnsmasq leases them (and that their `ip=` allows).
 const GUESTS: &[(&str, &str)] = &[("00:16:3e:5a:00:01", "198.51.100.10"), ("00:16:3e:5a:00:02", "198.51.100.11")];
 
-fn sh(cmd: &str) -> String {
-    run_ok(Command::new("sh").args(["-c", cmd]))
-}
 
 /// dom0 as an administrator would set it up, once per boot: vifnet as the default vif
 /// script, the bridge from `network bridge start`, dom0's address on it, and dnsmasq

@@ -116,6 +116,11 @@ pub fn run_ok(c: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A shell command here (in the lanes' VMs: their own init namespace); fails the test if it fails.
+pub fn sh(cmd: &str) -> String {
+    run_ok(Command::new("sh").args(["-c", cmd]))
+}
+
 /// A veth pair: `a` in `ns_a`, `b` in `ns_b`.
 pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
     ns_a.ok(&["ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", &ns_b.name]);
