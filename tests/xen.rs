@@ -174,38 +174,35 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     assert_eq!(host_state(), before, "xl destroy ran offline for both vifs: nothing left");
 }
 
-/// xl's output carries vifnet's one error line twice: as the script's stderr, and as the
-/// `hotplug-error` libxl read from xenstore (`script: ...`). Both say `what`.
-fn assert_hotplug_error(xl_stderr: &str, what: &str) {
-    let own = xl_stderr.lines().find(|l| l.starts_with("vifnet: ")).unwrap_or_else(|| panic!("no vifnet line:\n{xl_stderr}"));
+/// `xl create` of a guest with this one vif must fail on vifnet's `online`, and leave the
+/// host as it was. xl's output carries vifnet's one error line twice: as the script's
+/// stderr, and as the `hotplug-error` libxl read from xenstore (`script: ...`). Both say
+/// `what`.
+fn xl_create_fails(name: &str, vif: &str, what: &str) {
+    dom0();
+    let before = host_state();
+    let (_, out) = Guest::create(name, &[vif], "");
+    assert!(!out.status.success(), "xl create must fail");
+    let xl = String::from_utf8_lossy(&out.stderr);
+    let own = xl.lines().find(|l| l.starts_with("vifnet: ")).unwrap_or_else(|| panic!("no vifnet line:\n{xl}"));
     assert!(own.contains(what), "{own}");
-    let libxl = xl_stderr.lines().find_map(|l| l.split_once("device_hotplug_child_death_cb: script: ")).map(|(_, e)| e);
-    assert_eq!(libxl, Some(own.trim_start_matches("vifnet: ")), "libxl reports the hotplug-error:\n{xl_stderr}");
+    let libxl = xl.lines().find_map(|l| l.split_once("device_hotplug_child_death_cb: script: ")).map(|(_, e)| e);
+    assert_eq!(libxl, Some(own.trim_start_matches("vifnet: ")), "libxl reports the hotplug-error:\n{xl}");
+    assert_eq!(host_state(), before);
 }
 
 /// A domain config with a bad `ip=`: vifnet refuses it at `online`, libxl prints its
-/// one-line `hotplug-error` and fails `xl create`, and the host is as it was.
+/// one-line `hotplug-error` and fails `xl create`.
 #[test]
 #[ignore = "Xen lane: needs dom0 of a real Xen"]
 fn a_bad_ip_fails_xl_create_with_vifnet_error() {
-    dom0();
-    let before = host_state();
-    let (_, out) = Guest::create("badip", &[&format!("mac={},ip=198.51.100.300", GUESTS[0].0)], "");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "xl create must fail");
-    assert_hotplug_error(&stderr, "ip: \"198.51.100.300\" is not an IPv4 or IPv6 address or prefix");
-    assert_eq!(host_state(), before);
+    let vif = format!("mac={},ip=198.51.100.300", GUESTS[0].0);
+    xl_create_fails("badip", &vif, "ip: \"198.51.100.300\" is not an IPv4 or IPv6 address or prefix");
 }
 
 /// The same for a bridge that does not exist (and is not the mode's own to make).
 #[test]
 #[ignore = "Xen lane: needs dom0 of a real Xen"]
 fn a_missing_bridge_fails_xl_create_with_vifnet_error() {
-    dom0();
-    let before = host_state();
-    let (_, out) = Guest::create("nobridge", &[&format!("mac={},bridge=xenbr5", GUESTS[0].0)], "");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "xl create must fail");
-    assert_hotplug_error(&stderr, "bridge xenbr5: no such bridge");
-    assert_eq!(host_state(), before);
+    xl_create_fails("nobridge", &format!("mac={},bridge=xenbr5", GUESTS[0].0), "bridge xenbr5: no such bridge");
 }

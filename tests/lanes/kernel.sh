@@ -14,16 +14,7 @@ LANE=kernel
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
-FILES=() LIMIT=600
-while [ $# -gt 0 ]; do
-  case $1 in
-    -f) FILES+=("$2"); shift 2 ;;
-    -t) LIMIT=$2; shift 2 ;;
-    --) shift; break ;;
-    *) break ;;
-  esac
-done
-[ $# -gt 0 ] || die "usage: kernel.sh [-f SRC[:DST]]... -- COMMAND..."
+lane_args 600 "$@"
 
 need_tools depmod:kmod cpio:cpio zstd:zstd xz:xz-utils strip:binutils ip:iproute2 nft:nftables dnsmasq:dnsmasq-base
 find_qemu
@@ -55,10 +46,7 @@ EOF
   find "$CACHE" -maxdepth 1 -name 'kernel-*.cpio.zst' ! -path "$BASE" -delete
 fi
 
-WORK=$(mktemp -d /tmp/vifnet-lane-kernel.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-payload "$WORK/payload.cpio.zst" "$(printf '%q ' "$@")" "${FILES[@]}"
-cat "$BASE" "$WORK/payload.cpio.zst" > "$WORK/initrd"
+run_initrd "$BASE"
 : > "$WORK/out"; : > "$WORK/err"
 set +e
 boot "$LIMIT" -cpu max -m 1024 \

@@ -185,6 +185,32 @@ done < "/lib/modules/$(uname -r)/modules.devname"
 EOF
 }
 
+# The command line both lanes take: -f SRC[:DST]... -t SECONDS -- COMMAND...; sets FILES,
+# LIMIT (default $1) and COMMAND (one string for the VM's /bin/sh).
+lane_args() {
+  LIMIT=$1; shift
+  FILES=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -f) FILES+=("$2"); shift 2 ;;
+      -t) LIMIT=$2; shift 2 ;;
+      --) shift; break ;;
+      *) break ;;
+    esac
+  done
+  [ $# -gt 0 ] || die "usage: $LANE.sh [-f SRC[:DST]]... [-t SECONDS] -- COMMAND..."
+  COMMAND=$(printf '%q ' "$@")
+}
+
+# The initramfs of one run, $WORK/initrd: the cached base image, then the files and the
+# command (in a work dir removed on exit).
+run_initrd() {
+  WORK=$(mktemp -d "/tmp/vifnet-lane-$LANE.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+  payload "$WORK/payload.cpio.zst" "$COMMAND" "${FILES[@]}"
+  cat "$1" "$WORK/payload.cpio.zst" > "$WORK/initrd"
+}
+
 # The per-run archive: files given as SRC[:DST] (DST defaults to SRC's own path, so a
 # test binary finds what cargo compiled into it) and the command to run.
 payload() {

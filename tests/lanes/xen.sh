@@ -14,16 +14,7 @@ LANE=xen
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
-FILES=() LIMIT=900
-while [ $# -gt 0 ]; do
-  case $1 in
-    -f) FILES+=("$2"); shift 2 ;;
-    -t) LIMIT=$2; shift 2 ;;
-    --) shift; break ;;
-    *) break ;;
-  esac
-done
-[ $# -gt 0 ] || die "usage: xen.sh [-f SRC[:DST]]... -- COMMAND..."
+lane_args 900 "$@"
 
 need_tools depmod:kmod cpio:cpio zstd:zstd xz:xz-utils strip:binutils gzip:gzip ip:iproute2 nft:nftables dnsmasq:dnsmasq-base
 find_qemu
@@ -96,10 +87,7 @@ EOF
   find "$CACHE" -maxdepth 1 -name 'xen-dom0-*.cpio.zst' ! -path "$BASE" -delete
 fi
 
-WORK=$(mktemp -d /tmp/vifnet-lane-xen.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-payload "$WORK/payload.cpio.zst" "$(printf '%q ' "$@")" "${FILES[@]}"
-cat "$BASE" "$WORK/payload.cpio.zst" > "$WORK/initrd"
+run_initrd "$BASE"
 : > "$WORK/out"
 set +e
 # -smap,-smep: with them TCG kills a PV dom0 at its first exception. bootscrub=false: Xen
