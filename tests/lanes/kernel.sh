@@ -39,11 +39,7 @@ cd /t
 echo "@@rc=$?@@" > /dev/console
 poweroff -f
 EOF
-  } > "$img/init"
-  chmod +x "$img/init"
-  pack "$img" "$BASE.part" && mv "$BASE.part" "$BASE"
-  rm -rf "$img"
-  find "$CACHE" -maxdepth 1 -name 'kernel-*.cpio.zst' ! -path "$BASE" -delete
+  } | store_base "$img" "$BASE"
 fi
 
 run_initrd "$BASE"

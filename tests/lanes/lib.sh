@@ -185,6 +185,16 @@ done < "/lib/modules/$(uname -r)/modules.devname"
 EOF
 }
 
+# Makes IMG, with its /init read from stdin, the cached base image BASE, and drops the
+# older base images of the same lane.
+store_base() {
+  local img=$1 base=$2
+  cat > "$img/init"; chmod +x "$img/init"
+  pack "$img" "$base.part" && mv "$base.part" "$base"
+  rm -rf "$img"
+  find "$CACHE" -maxdepth 1 -name "${base##*/}" -prune -o -name "$LANE-*.cpio.zst" -print -delete
+}
+
 # The command line both lanes take: -f SRC[:DST]... -t SECONDS -- COMMAND...; sets FILES,
 # LIMIT (default $1) and COMMAND (one string for the VM's /bin/sh).
 lane_args() {

@@ -38,7 +38,7 @@ guest_initrd() {
   rm -rf "$img"
 }
 
-BASE=$CACHE/xen-dom0-$KVER-$(cat "$HERE/lib.sh" "$0" "$HERE/guest-init" | sha1sum | cut -c1-10).cpio.zst
+BASE=$CACHE/xen-$KVER-$(cat "$HERE/lib.sh" "$0" "$HERE/guest-init" | sha1sum | cut -c1-10).cpio.zst
 if [ ! -f "$BASE" ]; then
   say "building $BASE"
   img=$(mktemp -d /var/tmp/vifnet-lane-img.XXXXXX)
@@ -80,11 +80,7 @@ say "done"
 echo "@@rc=$rc@@" > /dev/console
 poweroff -f
 EOF
-  } > "$img/init"
-  chmod +x "$img/init"
-  pack "$img" "$BASE.part" && mv "$BASE.part" "$BASE"
-  rm -rf "$img"
-  find "$CACHE" -maxdepth 1 -name 'xen-dom0-*.cpio.zst' ! -path "$BASE" -delete
+  } | store_base "$img" "$BASE"
 fi
 
 run_initrd "$BASE"
