@@ -192,7 +192,7 @@ store_base() {
   cat > "$img/init"; chmod +x "$img/init"
   pack "$img" "$base.part" && mv "$base.part" "$base"
   rm -rf "$img"
-  find "$CACHE" -maxdepth 1 -name "${base##*/}" -prune -o -name "$LANE-*.cpio.zst" -print -delete
+  find "$CACHE" -maxdepth 1 -name "$LANE-*.cpio.zst" ! -name "${base##*/}" -delete
 }
 
 # The command line both lanes take: -f SRC[:DST]... -t SECONDS -- COMMAND...; sets FILES,
