@@ -180,6 +180,62 @@ pub fn parse_mtu(at: &str, value: &str) -> Result<u32, ConfigError> {
 }
 
 /// Xen's yes/no flags (`antispoof=yes`, `takeover=no`); 1/0 and true/false too.
+/// Route mode's gateway: the host's own address on the routed block, with the block's
+/// prefix (`80.68.86.193/29`), at most one per family. Unlike `ip=`, the address is kept
+/// as given: it is the address the host holds, not a range.
+pub fn parse_gateway(at: &str, value: &str) -> Result<Vec<IpNetwork>, ConfigError> {
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for item in value.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()) {
+        let bad = |p: &str| ConfigError::bad(at, item, p);
+        let Some((addr, prefix)) = item.split_once('/') else {
+            return Err(bad("needs the routed block's prefix, e.g. 80.68.86.193/29"));
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad("is not an IPv4 or IPv6 address"))?;
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix.parse::<u8>() {
+            Ok(n) if n < max && !prefix.starts_with('+') => n,
+            _ => return Err(bad(&format!("has a bad prefix length (0 to {})", max - 1))),
+        };
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(bad("is not a unicast address the host can hold"));
+        }
+        let net = IpNetwork::new(addr, prefix).map_err(|_| bad("is not a valid prefix"))?;
+        // RFC 3021: in a /31 (or /127) both addresses are hosts.
+        if addr == net.network() && prefix < max - 1 {
+            return Err(bad("is the block's network address; give the host's own address in it"));
+        }
+        if let (IpNetwork::V4(v4), true) = (net, prefix < 31) {
+            if v4.ip() == v4.broadcast() {
+                return Err(bad("is the block's broadcast address; give the host's own address in it"));
+            }
+        }
+        if out.iter().any(|g| g.is_ipv4() == net.is_ipv4()) {
+            return Err(bad("is a second gateway of the same family (one IPv4 and one IPv6 at most)"));
+        }
+        out.push(net);
+    }
+    Ok(out)
+}
+
+/// What holds route mode's gateway address: a dummy link, or a bridge without ports on
+/// kernels built without the dummy driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayKind {
+    Dummy,
+    Bridge,
+}
+
+impl GatewayKind {
+    pub fn parse(at: &str, value: &str) -> Result<GatewayKind, ConfigError> {
+        match value {
+            "dummy" => Ok(GatewayKind::Dummy),
+            "bridge" => Ok(GatewayKind::Bridge),
+            _ => Err(ConfigError::bad(at, value, "is not a gateway kind (dummy, bridge)")),
+        }
+    }
+}
+
 pub fn parse_bool(at: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "yes" | "y" | "1" | "true" | "on" => Ok(true),
@@ -272,5 +328,29 @@ mod tests {
         assert_eq!(parse_vif_name("vif5.0"), Some((5, 0)));
         assert_eq!(parse_vif_name("vif12.3-emu"), Some((12, 3)));
         assert_eq!(parse_vif_name("web0"), None);
+    }
+
+    #[test]
+    fn gateways_are_host_addresses_with_the_blocks_prefix() {
+        let gw = parse_gateway("g", "80.68.86.193/29 2001:db8:42::1/64").unwrap();
+        assert_eq!(gw.iter().map(|g| g.to_string()).collect::<Vec<_>>(), ["80.68.86.193/29", "2001:db8:42::1/64"]);
+        assert!(parse_gateway("g", "").unwrap().is_empty());
+        for (bad, why) in [
+            ("80.68.86.193", "needs the routed block's prefix"),
+            ("80.68.86.192/29", "network address"),
+            ("80.68.86.199/29", "broadcast address"),
+            ("80.68.86.193/32", "bad prefix length"),
+            ("80.68.86.193/29,80.68.86.194/29", "second gateway"),
+            ("2001:db8:42::/64", "network address"),
+            ("224.0.0.1/24", "unicast"),
+            ("gw/24", "not an IPv4 or IPv6 address"),
+        ] {
+            let e = parse_gateway("modes/route.toml gateway", bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.starts_with("modes/route.toml gateway: "), "{bad}: {e}");
+        }
+        // RFC 3021: a /31 has no network or broadcast address to refuse.
+        assert!(parse_gateway("g", "192.0.2.0/31").is_ok() && parse_gateway("g", "192.0.2.1/31").is_ok());
+        assert_eq!(GatewayKind::parse("k", "bridge").unwrap(), GatewayKind::Bridge);
+        assert!(GatewayKind::parse("k", "tun").unwrap_err().to_string().contains("dummy, bridge"));
     }
 }

@@ -6,6 +6,7 @@ use super::kv::KeyValues;
 use super::ConfigError;
 use crate::model::{self, BridgedVif, DevType, IfName, MacAddr};
 use crate::plan::bridge::BridgeMode;
+use crate::plan::route::RouteMode;
 
 /// Environment variables that carry settings (libxl's and xend's).
 pub const ENV_KEYS: &[&str] = &["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if"];
@@ -15,6 +16,9 @@ pub const VIF_ARG_KEYS: &[&str] = &["type_if", "vif", "bridge", "ip", "mac", "mt
 
 /// Keys `network bridge` accepts.
 pub const NETWORK_BRIDGE_KEYS: &[&str] = &["bridge", "netdev", "takeover", "antispoof", "create_bridge"];
+
+/// Keys `network route` takes as arguments (the mode file's, which they override).
+pub const NETWORK_ROUTE_KEYS: &[&str] = &["netdev", "gateway", "gateway_link", "gateway_kind", "uplink_proxy", "antispoof"];
 
 /// xenstore keys of a vif backend that we read.
 pub const XENSTORE_KEYS: &[&str] = &["ip", "mac", "bridge", "vifname", "mtu", "gatewaydev", "frontend", "frontend-id", "handle"];
@@ -100,12 +104,7 @@ pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
         Some(b) => IfName::parse("argument bridge", b)?,
         None => IfName::parse(&format!("{origin} bridge"), file.bridge.as_deref().unwrap_or("xenbr0"))?,
     };
-    let flag = |key: &str, file_value: Option<bool>, default: bool| -> Result<bool, ConfigError> {
-        match inputs.args.get(key) {
-            Some(v) => model::parse_bool(&format!("argument {key}"), v),
-            None => Ok(file_value.unwrap_or(default)),
-        }
-    };
+    let flag = |key, file_value, default| flag(inputs, key, file_value, default);
     let netdev = match inputs.args.get("netdev").or(file.netdev.as_deref()) {
         Some(n) if !n.is_empty() => Some(IfName::parse("netdev", n)?),
         _ => None,
@@ -116,6 +115,71 @@ pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
         netdev,
         takeover: flag("takeover", file.takeover, false)?,
         antispoof: flag("antispoof", file.antispoof, true)?,
+    })
+}
+
+/// A yes/no setting: the argument, else the mode file, else the default.
+fn flag(inputs: &Inputs, key: &str, file_value: Option<bool>, default: bool) -> Result<bool, ConfigError> {
+    match inputs.args.get(key) {
+        Some(v) => model::parse_bool(&format!("argument {key}"), v),
+        None => Ok(file_value.unwrap_or(default)),
+    }
+}
+
+/// A partial route mode file: every key optional, unknown keys refused.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteModeFile {
+    pub netdev: Option<String>,
+    pub gateway: Option<String>,
+    pub gateway_link: Option<String>,
+    pub gateway_kind: Option<String>,
+    pub uplink_proxy: Option<bool>,
+    pub antispoof: Option<bool>,
+}
+
+fn merge_route(base: RouteModeFile, over: RouteModeFile) -> RouteModeFile {
+    RouteModeFile {
+        netdev: over.netdev.or(base.netdev),
+        gateway: over.gateway.or(base.gateway),
+        gateway_link: over.gateway_link.or(base.gateway_link),
+        gateway_kind: over.gateway_kind.or(base.gateway_kind),
+        uplink_proxy: over.uplink_proxy.or(base.uplink_proxy),
+        antispoof: over.antispoof.or(base.antispoof),
+    }
+}
+
+/// Route mode's host-wide settings: the mode files, then `key=value` arguments. Each
+/// error names where the value came from.
+pub fn route_mode(inputs: &Inputs) -> Result<RouteMode, ConfigError> {
+    let file = super::modefile::load::<RouteModeFile>("route", merge_route)?;
+    route_mode_from(inputs, file, &super::modefile::override_path("route").display().to_string())
+}
+
+/// `route_mode` once the mode files are read (`origin` names the administrator's file).
+fn route_mode_from(inputs: &Inputs, file: RouteModeFile, origin: &str) -> Result<RouteMode, ConfigError> {
+    // The value of `key` and where it came from: the argument, else the mode file.
+    let text = |key: &str, file_value: Option<String>, default: &str| -> (String, String) {
+        match inputs.args.get(key) {
+            Some(v) => (v.to_string(), format!("argument {key}")),
+            None => (file_value.unwrap_or_else(|| default.into()), format!("{origin} {key}")),
+        }
+    };
+    let (netdev, at) = text("netdev", file.netdev, "");
+    let netdev = if netdev.trim().is_empty() { None } else { Some(IfName::parse(&at, netdev.trim())?) };
+    let (gateway, at) = text("gateway", file.gateway, "");
+    let gateway = model::parse_gateway(&at, &gateway)?;
+    let (link, at) = text("gateway_link", file.gateway_link, "dummy0");
+    let gateway_link = IfName::parse(&at, &link)?;
+    let (kind, at) = text("gateway_kind", file.gateway_kind, "dummy");
+    let gateway_kind = model::GatewayKind::parse(&at, &kind)?;
+    Ok(RouteMode {
+        netdev,
+        gateway,
+        gateway_link,
+        gateway_kind,
+        uplink_proxy: flag(inputs, "uplink_proxy", file.uplink_proxy, false)?,
+        antispoof: flag(inputs, "antispoof", file.antispoof, true)?,
     })
 }
 
@@ -216,5 +280,31 @@ mod tests {
         assert_eq!(v.name.as_str(), "web0-emu");
         assert!(!v.antispoof, "no ip= means no antispoofing, as in Xen");
         assert_eq!(v.bridge.as_str(), "xenbr0");
+    }
+
+    fn shipped_route() -> RouteModeFile {
+        super::super::modefile::parse_partial(super::super::modefile::shipped("route").unwrap(), "shipped").unwrap()
+    }
+
+    #[test]
+    fn route_mode_defaults_and_arguments() {
+        let m = route_mode_from(&inputs(&[], &[], &[]), shipped_route(), "/etc/vifnet/modes/route.toml").unwrap();
+        assert_eq!((m.netdev, m.gateway.len(), m.gateway_link.as_str()), (None, 0, "dummy0"));
+        assert_eq!((m.gateway_kind, m.uplink_proxy, m.antispoof), (model::GatewayKind::Dummy, false, true));
+        let args = [("gateway", "80.68.86.193/29"), ("gateway_kind", "bridge"), ("uplink_proxy", "yes"), ("netdev", "eth0")];
+        let m = route_mode_from(&inputs(&args, &[], &[]), shipped_route(), "f").unwrap();
+        assert_eq!(m.gateway[0].to_string(), "80.68.86.193/29");
+        assert_eq!((m.gateway_kind, m.uplink_proxy, m.netdev.unwrap().as_str()), (model::GatewayKind::Bridge, true, "eth0"));
+    }
+
+    #[test]
+    fn a_bad_route_setting_names_its_origin() {
+        let file = RouteModeFile { gateway_kind: Some("tun".into()), ..shipped_route() };
+        let e = route_mode_from(&inputs(&[], &[], &[]), file, "/etc/vifnet/modes/route.toml").unwrap_err().to_string();
+        assert_eq!(e, "/etc/vifnet/modes/route.toml gateway_kind: \"tun\" is not a gateway kind (dummy, bridge)");
+        let e = route_mode_from(&inputs(&[("gateway", "80.68.86.192/29")], &[], &[]), shipped_route(), "f").unwrap_err().to_string();
+        assert!(e.starts_with("argument gateway: \"80.68.86.192/29\" is the block's network address"), "{e}");
+        let e = route_mode_from(&inputs(&[("gateway_link", "a/b")], &[], &[]), shipped_route(), "f").unwrap_err().to_string();
+        assert!(e.starts_with("argument gateway_link: "), "{e}");
     }
 }

@@ -12,6 +12,7 @@ use crate::names;
 pub fn shipped(mode: &str) -> Option<&'static str> {
     match mode {
         "bridge" => Some(include_str!("../../modes/bridge.toml")),
+        "route" => Some(include_str!("../../modes/route.toml")),
         _ => None,
     }
 }
@@ -35,7 +36,7 @@ pub fn parse_partial<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T,
 
 /// The shipped file, then the override if it exists; `merge` lays the second over the first.
 pub fn load<T: DeserializeOwned>(mode: &str, merge: impl Fn(T, T) -> T) -> Result<T, ConfigError> {
-    let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge)"))?;
+    let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge, route)"))?;
     let base: T = parse_partial(text, &format!("modes/{mode}.toml (shipped)"))?;
     let path = override_path(mode);
     match std::fs::read_to_string(&path) {

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod nft;
+pub mod route;
 pub mod simulate;
 pub mod takeover;
 
