@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 
@@ -63,18 +63,6 @@ fn a_missing_dummy_uplink_is_made_or_refused_clearly() {
     }
 }
 
-/// vifnet run in the VM's own init namespace, with our state and modes directories.
-fn vifnet_in_init_ns(dirs: &Dirs, args: &[&str]) -> Output {
-    assert_eq!(std::env::var("VIFNET_LANE").as_deref(), Ok("kernel"), "changes the init namespace: kernel lane only");
-    Command::new(vifnet_bin())
-        .args(args)
-        .env("VIFNET_STATE_DIR", &dirs.state)
-        .env("VIFNET_MODES_DIR", &dirs.modes)
-        .output()
-        .expect("spawn vifnet")
-}
-
-
 /// The first dummy link asked for makes the kernel load dummy.ko, which creates `dummy0`
 /// in the init namespace itself: the RTM_NEWLINK for that very name then fails with EEXIST.
 /// vifnet adopts it (it asked for it), and a later start, with the module loaded and no
@@ -87,12 +75,12 @@ fn dummy0_made_by_module_autoload_is_adopted() {
     assert!(!std::path::Path::new("/sys/module/dummy").exists(), "dummy.ko must not be loaded yet");
     let start = ["network", "bridge", "start", "bridge=xenbr7", "netdev=dummy0", "takeover=yes"];
     for round in ["autoload, EEXIST", "module loaded"] {
-        let out = vifnet_in_init_ns(&dirs, &start);
+        let out = vifnet_here(&dirs, &start);
         assert!(out.status.success(), "{round}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(std::path::Path::new("/sys/module/dummy").exists());
         let link = sh("ip -j -d link show dev dummy0");
         assert!(link.contains("\"master\":\"xenbr7\"") && link.contains("\"ifalias\":\"vifnet\""), "{round}: {link}");
-        let out = vifnet_in_init_ns(&dirs, &["network", "bridge", "stop", "bridge=xenbr7"]);
+        let out = vifnet_here(&dirs, &["network", "bridge", "stop", "bridge=xenbr7"]);
         assert!(out.status.success(), "{round}: {}", String::from_utf8_lossy(&out.stderr));
         let links = sh("ip -br link");
         assert!(!links.contains("dummy0") && !links.contains("xenbr7"), "{round}: left behind:\n{links}");
@@ -109,7 +97,7 @@ fn bond0_made_by_module_autoload_is_taken_over() {
     let dirs = Dirs::new();
     let _ = Command::new("modprobe").args(["-r", "bonding"]).status();
     let start = ["network", "bridge", "start", "bridge=xenbr8", "netdev=bond0", "takeover=yes"];
-    let out = vifnet_in_init_ns(&dirs, &start);
+    let out = vifnet_here(&dirs, &start);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("netdev bond0: no such link") && err.lines().count() == 1, "{err}");
@@ -130,11 +118,11 @@ fn bond0_made_by_module_autoload_is_taken_over() {
     assert!(settled, "bond0 up: {}", sh("ip -j addr show dev bond0"));
     let snapshot = || (sh("ip -j addr show dev bond0"), sh("ip -j route show table all"));
     let before = snapshot();
-    let out = vifnet_in_init_ns(&dirs, &start);
+    let out = vifnet_here(&dirs, &start);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(sh("ip -j addr show dev xenbr8").contains("192.0.2.2"));
     assert!(sh("ip route show table all").contains("10.6.0.0/16 via 192.0.2.254 dev xenbr8"));
-    let out = vifnet_in_init_ns(&dirs, &["network", "bridge", "stop", "bridge=xenbr8"]);
+    let out = vifnet_here(&dirs, &["network", "bridge", "stop", "bridge=xenbr8"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(snapshot(), before);
     sh("ip link del bond0");

@@ -39,36 +39,34 @@ pub fn run(args: NetworkArgs) -> Result<()> {
         let bridge_msg = observe::link(&handle, mode.bridge.as_str()).await?;
         match command {
             "start" => {
-                let plan = match (&mode.netdev, mode.takeover) {
+                // With a takeover, its record is journalled before the plan runs, so that
+                // `stop` can undo even a start that was interrupted.
+                let (plan, record) = match (&mode.netdev, mode.takeover) {
                     (Some(netdev), true) => {
                         if state::read_takeover(mode.bridge.as_str())?.is_some() {
                             log::info(&format!("{}: has taken over {netdev} already", mode.bridge));
                             return Ok(());
                         }
-                        let (plan, record) = match observe::link(&handle, netdev.as_str()).await? {
+                        let (plan, record) = match observe::uplink(&handle, netdev).await? {
+                            Some(up) => takeover::start(&mode.bridge, bridge_msg.is_some(), &up),
                             None if takeover::creatable(netdev) => takeover::start_on_new_dummy(&mode.bridge, bridge_msg.is_some(), netdev),
                             None => bail!("netdev {netdev}: no such link"),
-                            Some(_) => takeover::start(&mode.bridge, bridge_msg.is_some(), &observe::uplink(&handle, netdev).await?),
                         };
-                        if args.dry_run {
-                            print!("{plan}");
-                            return Ok(());
-                        }
-                        state::write_takeover(&record)?;
-                        if let Err(e) = apply::setup(&handle, &plan).await {
-                            state::remove_takeover(mode.bridge.as_str())?;
-                            return Err(anyhow::anyhow!(e).context(format!("taking over {netdev} (rolled back)")));
-                        }
-                        log::info(&format!("{}: took over {netdev}", mode.bridge));
-                        return Ok(());
+                        (plan, Some(record))
                     }
-                    _ => plan_bridge::network_start(&mode),
+                    _ => (plan_bridge::network_start(&mode), None),
                 };
                 if args.dry_run {
                     print!("{plan}");
                     return Ok(());
                 }
-                apply::setup(&handle, &plan).await?;
+                let Some(record) = record else { return Ok(apply::setup(&handle, &plan).await?) };
+                state::write_takeover(&record)?;
+                if let Err(e) = apply::setup(&handle, &plan).await {
+                    state::remove_takeover(mode.bridge.as_str())?;
+                    return Err(anyhow::anyhow!(e).context(format!("taking over {} (rolled back)", record.netdev)));
+                }
+                log::info(&format!("{}: took over {}", mode.bridge, record.netdev));
                 Ok(())
             }
             "stop" => {

@@ -75,35 +75,17 @@ impl Inputs {
     }
 }
 
-/// A partial bridge mode file: every key optional, unknown keys refused.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BridgeModeFile {
-    pub bridge: Option<String>,
-    pub create_bridge: Option<bool>,
-    pub netdev: Option<String>,
-    pub takeover: Option<bool>,
-    pub antispoof: Option<bool>,
-}
-
-fn merge(base: BridgeModeFile, over: BridgeModeFile) -> BridgeModeFile {
-    BridgeModeFile {
-        bridge: over.bridge.or(base.bridge),
-        create_bridge: over.create_bridge.or(base.create_bridge),
-        netdev: over.netdev.or(base.netdev),
-        takeover: over.takeover.or(base.takeover),
-        antispoof: over.antispoof.or(base.antispoof),
-    }
+super::modefile::mode_file! {
+    /// modes/bridge.toml as read.
+    BridgeModeFile { bridge: String, create_bridge: bool, netdev: String, takeover: bool, antispoof: bool }
 }
 
 /// Bridge mode's host-wide settings: the mode files, then `key=value` arguments.
 pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
-    let file = super::modefile::load::<BridgeModeFile>("bridge", merge)?;
+    let file = super::modefile::load::<BridgeModeFile>("bridge")?;
     let origin = super::modefile::override_path("bridge").display().to_string();
-    let bridge = match inputs.args.get("bridge") {
-        Some(b) => IfName::parse("argument bridge", b)?,
-        None => IfName::parse(&format!("{origin} bridge"), file.bridge.as_deref().unwrap_or("xenbr0"))?,
-    };
+    let bridge = setting(inputs, &origin, "bridge", file.bridge, "xenbr0");
+    let bridge = IfName::parse(&bridge.at, &bridge.value)?;
     let flag = |key, file_value, default| flag(inputs, key, file_value, default);
     let netdev = match inputs.args.get("netdev").or(file.netdev.as_deref()) {
         Some(n) if !n.is_empty() => Some(IfName::parse("netdev", n)?),
@@ -118,6 +100,15 @@ pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
     })
 }
 
+/// A mode setting and where it came from: the argument, else the mode file (`origin`,
+/// the administrator's override, named even when the shipped default applies), else `default`.
+fn setting(inputs: &Inputs, origin: &str, key: &str, file_value: Option<String>, default: &str) -> Sourced {
+    match inputs.args.get(key) {
+        Some(v) => Sourced { value: v.to_string(), at: format!("argument {key}") },
+        None => Sourced { value: file_value.unwrap_or_else(|| default.into()), at: format!("{origin} {key}") },
+    }
+}
+
 /// A yes/no setting: the argument, else the mode file, else the default.
 fn flag(inputs: &Inputs, key: &str, file_value: Option<bool>, default: bool) -> Result<bool, ConfigError> {
     match inputs.args.get(key) {
@@ -126,53 +117,38 @@ fn flag(inputs: &Inputs, key: &str, file_value: Option<bool>, default: bool) -> 
     }
 }
 
-/// A partial route mode file: every key optional, unknown keys refused.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteModeFile {
-    pub netdev: Option<String>,
-    pub gateway: Option<String>,
-    pub gateway_link: Option<String>,
-    pub gateway_kind: Option<String>,
-    pub uplink_proxy: Option<bool>,
-    pub antispoof: Option<bool>,
-}
-
-fn merge_route(base: RouteModeFile, over: RouteModeFile) -> RouteModeFile {
+super::modefile::mode_file! {
+    /// modes/route.toml as read.
     RouteModeFile {
-        netdev: over.netdev.or(base.netdev),
-        gateway: over.gateway.or(base.gateway),
-        gateway_link: over.gateway_link.or(base.gateway_link),
-        gateway_kind: over.gateway_kind.or(base.gateway_kind),
-        uplink_proxy: over.uplink_proxy.or(base.uplink_proxy),
-        antispoof: over.antispoof.or(base.antispoof),
+        netdev: String,
+        gateway: String,
+        gateway_link: String,
+        gateway_kind: String,
+        uplink_proxy: bool,
+        antispoof: bool,
     }
 }
 
 /// Route mode's host-wide settings: the mode files, then `key=value` arguments. Each
 /// error names where the value came from.
 pub fn route_mode(inputs: &Inputs) -> Result<RouteMode, ConfigError> {
-    let file = super::modefile::load::<RouteModeFile>("route", merge_route)?;
+    let file = super::modefile::load::<RouteModeFile>("route")?;
     route_mode_from(inputs, file, &super::modefile::override_path("route").display().to_string())
 }
 
 /// `route_mode` once the mode files are read (`origin` names the administrator's file).
 fn route_mode_from(inputs: &Inputs, file: RouteModeFile, origin: &str) -> Result<RouteMode, ConfigError> {
-    // The value of `key` and where it came from: the argument, else the mode file.
-    let text = |key: &str, file_value: Option<String>, default: &str| -> (String, String) {
-        match inputs.args.get(key) {
-            Some(v) => (v.to_string(), format!("argument {key}")),
-            None => (file_value.unwrap_or_else(|| default.into()), format!("{origin} {key}")),
-        }
+    let netdev = setting(inputs, origin, "netdev", file.netdev, "");
+    let netdev = match netdev.value.trim() {
+        "" => None,
+        name => Some(IfName::parse(&netdev.at, name)?),
     };
-    let (netdev, at) = text("netdev", file.netdev, "");
-    let netdev = if netdev.trim().is_empty() { None } else { Some(IfName::parse(&at, netdev.trim())?) };
-    let (gateway, at) = text("gateway", file.gateway, "");
-    let gateway = model::parse_gateway(&at, &gateway)?;
-    let (link, at) = text("gateway_link", file.gateway_link, "dummy0");
-    let gateway_link = IfName::parse(&at, &link)?;
-    let (kind, at) = text("gateway_kind", file.gateway_kind, "dummy");
-    let gateway_kind = model::GatewayKind::parse(&at, &kind)?;
+    let gateway = setting(inputs, origin, "gateway", file.gateway, "");
+    let gateway = model::parse_gateway(&gateway.at, &gateway.value)?;
+    let link = setting(inputs, origin, "gateway_link", file.gateway_link, "dummy0");
+    let gateway_link = IfName::parse(&link.at, &link.value)?;
+    let kind = setting(inputs, origin, "gateway_kind", file.gateway_kind, "dummy");
+    let gateway_kind = model::GatewayKind::parse(&kind.at, &kind.value)?;
     Ok(RouteMode {
         netdev,
         gateway,

@@ -18,3 +18,14 @@ pub fn read_file(path: &std::path::Path) -> Result<(String, String), ConfigError
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: origin.clone(), message: e.to_string() })?;
     Ok((text, origin))
 }
+
+/// Test helper: each input fails to parse with exactly one line that starts with its
+/// expected text (origin, place, key and value first).
+#[cfg(test)]
+pub(crate) fn assert_one_line_errors<T: std::fmt::Debug>(cases: &[(&str, &str)], parse: impl Fn(&str) -> Result<T, ConfigError>) {
+    for (input, want) in cases {
+        let text = parse(input).expect_err(input).to_string();
+        assert!(text.starts_with(want), "input {input:?}\n got {text}\nwant {want}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+}

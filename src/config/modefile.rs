@@ -34,13 +34,39 @@ pub fn parse_partial<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T,
     })
 }
 
-/// The shipped file, then the override if it exists; `merge` lays the second over the first.
-pub fn load<T: DeserializeOwned>(mode: &str, merge: impl Fn(T, T) -> T) -> Result<T, ConfigError> {
+/// A mode file as read: every key optional, so that an override names only what it changes.
+pub trait ModeFile: DeserializeOwned {
+    /// `over`'s keys where it has them, else this file's.
+    fn merge(self, over: Self) -> Self;
+}
+
+/// Declares a mode file's struct (`Option` of each key, unknown keys refused) and its
+/// key-by-key `merge`.
+macro_rules! mode_file {
+    ($(#[$doc:meta])* $name:ident { $($key:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $key: Option<$ty>,)*
+        }
+
+        impl $crate::config::modefile::ModeFile for $name {
+            fn merge(self, over: Self) -> Self {
+                $name { $($key: over.$key.or(self.$key),)* }
+            }
+        }
+    };
+}
+pub(crate) use mode_file;
+
+/// The shipped file, then the override if it exists, laid over it key by key.
+pub fn load<T: ModeFile>(mode: &str) -> Result<T, ConfigError> {
     let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge, route)"))?;
     let base: T = parse_partial(text, &format!("modes/{mode}.toml (shipped)"))?;
     let path = override_path(mode);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(merge(base, parse_partial(&text, &path.display().to_string())?)),
+        Ok(text) => Ok(base.merge(parse_partial(&text, &path.display().to_string())?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(base),
         Err(e) => Err(ConfigError::Io { path: path.display().to_string(), message: e.to_string() }),
     }

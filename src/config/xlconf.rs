@@ -877,15 +877,7 @@ max_grant_frames = 0x40
                 "xl.conf:1 run_hotplug_scripts: \"yes\" is not a number (use 0 or 1)",
             ),
         ];
-        for (input, want) in cases {
-            let err = parse_xl_conf(input, "xl.conf").expect_err(input);
-            let text = err.to_string();
-            assert!(
-                text.starts_with(want),
-                "input {input:?}\n got {text}\nwant {want}"
-            );
-            assert!(!text.contains('\n'), "{text}");
-        }
+        crate::config::assert_one_line_errors(cases, |input| parse_xl_conf(input, "xl.conf"));
     }
 
     #[test]

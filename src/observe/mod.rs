@@ -2,7 +2,7 @@
 //! Reads only; nothing here changes anything.
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
@@ -16,8 +16,6 @@ use crate::plan::takeover::UplinkFacts;
 pub enum ObserveError {
     #[error("reading {what}: {err}")]
     Netlink { what: String, err: rtnetlink::Error },
-    #[error("{name}: no such device")]
-    NoDevice { name: String },
 }
 
 fn is_enodev(e: &rtnetlink::Error) -> bool {
@@ -36,7 +34,6 @@ pub async fn link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, Ob
 pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
     let mut f = LinkFacts {
         index: msg.header.index,
-        is_bridge: false,
         kind: None,
         mtu: 1500,
         master: None,
@@ -51,12 +48,10 @@ pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
             LinkAttribute::IfAlias(alias) => f.ours = alias == LINK_ALIAS,
             LinkAttribute::Address(b) if b.len() == 6 => f.mac = Some(MacAddr(b.as_slice().try_into().expect("6 bytes"))),
             LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        f.is_bridge |= *kind == InfoKind::Bridge;
-                        f.kind = Some(kind.to_string());
-                    }
-                }
+                f.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(kind) => Some(kind.to_string()),
+                    _ => None,
+                });
             }
             _ => {}
         }
@@ -91,9 +86,10 @@ pub async fn ports_of(handle: &Handle, bridge: u32) -> Result<Vec<String>, Obser
         .collect())
 }
 
-/// Everything a takeover moves: the uplink's MAC, MTU, addresses and routes of both families in every table.
-pub async fn uplink(handle: &Handle, name: &IfName) -> Result<UplinkFacts, ObserveError> {
-    let msg = link(handle, name.as_str()).await?.ok_or_else(|| ObserveError::NoDevice { name: name.to_string() })?;
+/// Everything a takeover moves: the uplink's MAC, MTU, addresses and routes of both
+/// families in every table. None when there is no such link.
+pub async fn uplink(handle: &Handle, name: &IfName) -> Result<Option<UplinkFacts>, ObserveError> {
+    let Some(msg) = link(handle, name.as_str()).await? else { return Ok(None) };
     let lf = link_facts(&msg);
     let addrs = handle
         .address()
@@ -118,5 +114,5 @@ pub async fn uplink(handle: &Handle, name: &IfName) -> Result<UplinkFacts, Obser
             .map_err(|err| ObserveError::Netlink { what: format!("routes of {name}"), err })?;
         routes.extend(dumped.into_iter().filter(|r| r.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if *i == lf.index))));
     }
-    Ok(UplinkFacts { name: name.clone(), mac: lf.mac.unwrap_or(MacAddr([0; 6])), mtu: lf.mtu, addrs, routes })
+    Ok(Some(UplinkFacts { name: name.clone(), mac: lf.mac.unwrap_or(MacAddr([0; 6])), mtu: lf.mtu, addrs, routes }))
 }

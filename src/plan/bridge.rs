@@ -23,7 +23,6 @@ pub struct BridgeMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkFacts {
     pub index: u32,
-    pub is_bridge: bool,
     /// The link kind the kernel reports (`bridge`, `dummy`, `veth`...), if any.
     pub kind: Option<String>,
     pub mtu: u32,
@@ -32,6 +31,12 @@ pub struct LinkFacts {
     pub mac: Option<MacAddr>,
     /// Carries our alias: vifnet created it and may delete it.
     pub ours: bool,
+}
+
+impl LinkFacts {
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
 }
 
 /// The links a bridge-mode plan depends on, by name (absent = no such link).
@@ -160,9 +165,9 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
 
     // The bridge: as named, Xen's xenbrN -> ethN fallback, or ours to create.
     let (bridge, bridge_mtu) = match facts.link(vif.bridge.as_str()) {
-        Some(l) if l.is_bridge => (vif.bridge.clone(), l.mtu),
+        Some(l) if l.is_bridge() => (vif.bridge.clone(), l.mtu),
         Some(_) => return Err(PlanError::NotABridge { bridge: vif.bridge.to_string() }),
-        None => match legacy_bridge_name(&vif.bridge).and_then(|n| facts.link(&n).filter(|l| l.is_bridge).map(|l| (n, l.mtu))) {
+        None => match legacy_bridge_name(&vif.bridge).and_then(|n| facts.link(&n).filter(|l| l.is_bridge()).map(|l| (n, l.mtu))) {
             Some((n, mtu)) => (IfName::parse("bridge", &n).expect("ethN is a valid name"), mtu),
             None if vif.bridge == mode.bridge && mode.create_bridge => {
                 plan.push(create_own_bridge(&vif.bridge));
@@ -241,7 +246,7 @@ mod tests {
         }
     }
     fn link(index: u32, is_bridge: bool) -> LinkFacts {
-        LinkFacts { index, is_bridge, kind: None, mtu: 9000, master: None, up: false, mac: None, ours: false }
+        LinkFacts { index, kind: is_bridge.then(|| "bridge".into()), mtu: 9000, master: None, up: false, mac: None, ours: false }
     }
     fn facts(links: &[(&str, LinkFacts)]) -> Facts {
         Facts { links: links.iter().map(|(n, l)| (n.to_string(), l.clone())).collect() }

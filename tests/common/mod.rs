@@ -159,7 +159,18 @@ pub fn vifnet_bin() -> &'static str {
 /// Runs vifnet in `ns` with our directories and extra environment (nothing inherited
 /// that libxl would set, so the test says exactly what the call sees).
 pub fn vifnet(ns: &Netns, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = ns.cmd(&[vifnet_bin()]);
+    run_vifnet(ns.cmd(&[vifnet_bin()]), dirs, env, args)
+}
+
+/// The same in this process's own network namespace: only in the lanes' VMs, whose init
+/// namespace is the test's own.
+pub fn vifnet_here(dirs: &Dirs, args: &[&str]) -> Output {
+    let lane = std::env::var("VIFNET_LANE").unwrap_or_default();
+    assert!(!lane.is_empty(), "changes this namespace: in a VM lane only (VIFNET_LANE)");
+    run_vifnet(Command::new(vifnet_bin()), dirs, &[], args)
+}
+
+fn run_vifnet(mut c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Output {
     c.args(args);
     for k in ["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if", "XENSTORED_PATH"] {
         c.env_remove(k);

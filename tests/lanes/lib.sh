@@ -95,12 +95,19 @@ find_qemu() {
 # Copies a file into an image at DST (default: the same path), with the shared libraries
 # an ELF needs. Our own ELFs are stripped on the way: the image stays small.
 put() {
-  local img=$1 src=$2 dst=${3:-$2} lib
+  local img=$1 src=$2 dst=${3:-$2}
   mkdir -p "$img$(dirname "$dst")"
   cp -L "$src" "$img$dst"
   head -c4 "$src" | grep -q ELF || return 0
   case $src in */target/*) strip --strip-debug "$img$dst" 2>/dev/null || true ;; esac
-  for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ )]*'); do
+  put_libs "$img" "$src"
+}
+
+# The host's shared libraries an ELF needs that the image lacks. Libraries the image has
+# already (e.g. unpacked from a .deb) are found through $LD_LIBRARY_PATH, if set.
+put_libs() {
+  local img=$1 elf=$2 lib
+  for lib in $(ldd "$elf" 2>/dev/null | grep -o '/[^ )]*' | grep -v "^$img/"); do
     [ -e "$img$lib" ] || { mkdir -p "$img$(dirname "$lib")"; cp -L "$lib" "$img$lib"; }
   done
 }

@@ -48,9 +48,7 @@ if [ ! -f "$BASE" ]; then
   # The host libraries the Xen tools link against (uuid, ...), resolved in the image.
   for b in "$img"/usr/lib/xen-4.17/bin/* "$img"/usr/bin/xenstore*; do
     head -c4 "$b" 2>/dev/null | grep -q ELF || continue
-    LD_LIBRARY_PATH=$img/usr/lib/x86_64-linux-gnu ldd "$b" 2>/dev/null | grep -o '/[^ )]*' | grep -v "^$img" | while read -r lib; do
-      [ -e "$img$lib" ] || { mkdir -p "$img$(dirname "$lib")"; cp -L "$lib" "$img$lib"; }
-    done
+    LD_LIBRARY_PATH=$img/usr/lib/x86_64-linux-gnu put_libs "$img" "$b"
   done
   for b in xl xenstored xenconsoled xen-init-dom0; do ln -sf "/usr/lib/xen-4.17/bin/$b" "$img/usr/sbin/$b"; done
   put_modules "$img" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback \
