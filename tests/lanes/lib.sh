@@ -180,7 +180,9 @@ export PATH=/usr/sbin:/usr/bin:/bb HOME=/root
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 # devtmpfs has no /dev/stdin & co. (udev makes them on a real host; nft -f uses them)
 ln -s /proc/self/fd /dev/fd; ln -s fd/0 /dev/stdin; ln -s fd/1 /dev/stdout; ln -s fd/2 /dev/stderr
-mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run
+mkdir -p /dev/pts; mount -t devpts devpts /dev/pts
+# /tmp and /run stay on the (writable) initramfs: a checkout under /tmp brings its test
+# binaries to the same paths, and a tmpfs mounted there would hide them.
 mkdir -p /run/netns /run/lock
 echo /usr/sbin/modprobe > /proc/sys/kernel/modprobe
 while read -r _ path dev; do
