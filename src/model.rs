@@ -179,7 +179,6 @@ pub fn parse_mtu(at: &str, value: &str) -> Result<u32, ConfigError> {
     }
 }
 
-/// Xen's yes/no flags (`antispoof=yes`, `takeover=no`); 1/0 and true/false too.
 /// Route mode's gateway: the host's own address on the routed block, with the block's
 /// prefix (`80.68.86.193/29`), at most one per family. Unlike `ip=`, the address is kept
 /// as given: it is the address the host holds, not a range.
@@ -236,6 +235,7 @@ impl GatewayKind {
     }
 }
 
+/// Xen's yes/no flags (`antispoof=yes`, `takeover=no`); 1/0 and true/false too.
 pub fn parse_bool(at: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "yes" | "y" | "1" | "true" | "on" => Ok(true),
@@ -275,6 +275,20 @@ pub struct BridgedVif {
     /// Addresses the guest may use (`ip=`).
     pub ips: Vec<IpNetwork>,
     /// From xenstore `mtu`; None means: take the bridge's.
+    pub mtu: Option<u32>,
+    pub antispoof: bool,
+}
+
+/// One guest interface, as route mode needs it, fully validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedVif {
+    pub kernel_name: IfName,
+    /// `vifname=` (with `-emu` for taps) or the kernel name.
+    pub name: IfName,
+    pub dev_type: DevType,
+    /// The guest's addresses (`ip=`): never empty, there is nothing to route otherwise.
+    pub ips: Vec<IpNetwork>,
+    /// From `mtu=`; None leaves the device's own.
     pub mtu: Option<u32>,
     pub antispoof: bool,
 }

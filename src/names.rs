@@ -1,6 +1,7 @@
 //! Every name vifnet owns, in one place: teardown selects by these, never by guessing.
 
-/// Our nftables table, in the `bridge` family (antispoofing of bridged guests).
+/// Our nftables tables' name: `bridge vifnet` (bridged guests) and `inet vifnet` (routed
+/// and NATed guests).
 pub const NFT_TABLE: &str = "vifnet";
 /// Set of the bridge ports whose frames are checked.
 pub const SET_GUARDED: &str = "guarded";
@@ -18,8 +19,14 @@ pub const SET_VIF_NET4: &str = "vif_net4";
 /// `ifname . ipv6_addr` intervals: IPv6 prefixes.
 pub const SET_VIF_NET6: &str = "vif_net6";
 
-/// Every set of the bridge table, for listing and emptiness checks.
-pub const BRIDGE_SETS: &[&str] = &[SET_GUARDED, SET_VIF_MAC, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_NET4, SET_VIF_NET6];
+/// The protocol number on every route vifnet adds (`ip route ... proto 118`; `make install`
+/// names it `vifnet` in /etc/iproute2/rt_protos.d). Teardown deletes only routes with it.
+pub const ROUTE_PROTOCOL: u8 = 118;
+
+/// Our sysctl drop-in, so that a `sysctl --system` keeps route mode's settings; the
+/// directory is `$VIFNET_SYSCTL_DIR`, else /run/sysctl.d (gone at reboot, as our state is).
+pub const SYSCTL_DROPIN: &str = "99-vifnet-route.conf";
+pub const SYSCTL_DIR: &str = "/run/sysctl.d";
 
 /// The alias written on links vifnet created, so `stop` deletes only its own.
 pub const LINK_ALIAS: &str = "vifnet";

@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::names;
+use crate::plan::route::HostRecord;
 use crate::plan::takeover::TakeoverRecord;
-use crate::plan::VifRecord;
+use crate::plan::VifJournal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -99,18 +100,18 @@ fn remove(path: &Path) -> Result<(), StateError> {
     }
 }
 
-pub fn read_vif(kernel_name: &str) -> Result<Option<VifRecord>, StateError> {
+pub fn read_vif(kernel_name: &str) -> Result<Option<VifJournal>, StateError> {
     read_json(&vif_path(kernel_name))
 }
-pub fn write_vif(rec: &VifRecord) -> Result<(), StateError> {
-    write_json(&vif_path(rec.kernel_name.as_str()), rec)
+pub fn write_vif(rec: &VifJournal) -> Result<(), StateError> {
+    write_json(&vif_path(rec.kernel_name().as_str()), rec)
 }
 pub fn remove_vif(kernel_name: &str) -> Result<(), StateError> {
     remove(&vif_path(kernel_name))
 }
 
 /// Every vif journal, for `status` (sorted by name).
-pub fn all_vifs() -> Result<Vec<VifRecord>, StateError> {
+pub fn all_vifs() -> Result<Vec<VifJournal>, StateError> {
     let d = dir().join("vifs");
     let entries = match fs::read_dir(&d) {
         Ok(e) => e,
@@ -121,12 +122,12 @@ pub fn all_vifs() -> Result<Vec<VifRecord>, StateError> {
     for entry in entries.flatten() {
         let p = entry.path();
         if p.extension().is_some_and(|e| e == "json") {
-            if let Some(rec) = read_json::<VifRecord>(&p)? {
+            if let Some(rec) = read_json::<VifJournal>(&p)? {
                 out.push(rec);
             }
         }
     }
-    out.sort_by(|a, b| a.kernel_name.cmp(&b.kernel_name));
+    out.sort_by(|a, b| a.kernel_name().cmp(b.kernel_name()));
     Ok(out)
 }
 
@@ -138,4 +139,19 @@ pub fn write_takeover(rec: &TakeoverRecord) -> Result<(), StateError> {
 }
 pub fn remove_takeover(bridge: &str) -> Result<(), StateError> {
     remove(&takeover_path(bridge))
+}
+
+fn route_host_path() -> PathBuf {
+    dir().join("route.json")
+}
+
+/// What route mode's host-wide part did, if it has run.
+pub fn read_route_host() -> Result<Option<HostRecord>, StateError> {
+    read_json(&route_host_path())
+}
+pub fn write_route_host(rec: &HostRecord) -> Result<(), StateError> {
+    write_json(&route_host_path(), rec)
+}
+pub fn remove_route_host() -> Result<(), StateError> {
+    remove(&route_host_path())
 }

@@ -1,4 +1,4 @@
-//! Links over rtnetlink: the bridge, renames, bridge ports.
+//! Links over rtnetlink: bridges and dummies of our own, renames, bridge ports, up and down.
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::BridgeStpState;
@@ -33,7 +33,7 @@ pub async fn create_bridge(handle: &Handle, name: &IfName, mac: Option<MacAddr>,
 /// A dummy link of our own. The first request for the kind makes the kernel load
 /// dummy.ko, whose init creates `dummy0` itself (numdummies=1): our request for that very
 /// name then fails with EEXIST. We asked for it, so the link is adopted as ours.
-pub async fn create_dummy(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {
+pub async fn create_dummy(handle: &Handle, name: &IfName, no_driver_hint: Option<&str>) -> Result<(), ApplyError> {
     if find_link(handle, name).await?.is_some() {
         return Ok(());
     }
@@ -51,13 +51,35 @@ pub async fn create_dummy(handle: &Handle, name: &IfName) -> Result<(), ApplyErr
         Err(e) if errno(&e) == Some(libc::EOPNOTSUPP) => {
             return Err(ApplyError::Failed {
                 what: format!("creating dummy {name}"),
-                message: "this kernel has no dummy driver (CONFIG_DUMMY)".into(),
+                message: match no_driver_hint {
+                    Some(hint) => format!("this kernel has no dummy driver (CONFIG_DUMMY): {hint}"),
+                    None => "this kernel has no dummy driver (CONFIG_DUMMY)".into(),
+                },
             })
         }
         Err(e) => return Err(ApplyError::netlink(format!("creating dummy {name}"))(e)),
     }
     let index = link_index(handle, name).await?;
     set(handle, LinkUnspec::new_with_index(index).alias(LINK_ALIAS), name).await
+}
+
+/// Up, with the MTU if one is given (one message).
+pub async fn up(handle: &Handle, dev: &IfName, mtu: Option<u32>) -> Result<(), ApplyError> {
+    let index = link_index(handle, dev).await?;
+    let mut b = LinkUnspec::new_with_index(index).up();
+    if let Some(mtu) = mtu {
+        b = b.mtu(mtu);
+    }
+    set(handle, b, dev).await
+}
+
+/// Down; a link that is gone already (the guest was destroyed) is success.
+pub async fn down(handle: &Handle, dev: &IfName) -> Result<(), ApplyError> {
+    let Some(facts) = find_link(handle, dev).await? else { return Ok(()) };
+    match handle.link().set(LinkUnspec::new_with_index(facts.index).down().build()).execute().await {
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        r => r.map_err(ApplyError::netlink(format!("setting {dev} down"))),
+    }
 }
 
 pub async fn delete(handle: &Handle, name: &IfName) -> Result<(), ApplyError> {

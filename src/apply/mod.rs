@@ -2,19 +2,21 @@
 //! step; if a step fails, the steps already done are undone in reverse (setup), or the
 //! remaining steps still run and every failure is reported (teardown).
 
+mod announce;
 mod links;
 pub mod nft;
 pub mod nft_netlink;
+mod routing;
 pub mod simulate;
+mod sysctl;
 mod uplink;
 
 use rtnetlink::Handle;
 
 use crate::model::IfName;
 use crate::observe;
-use crate::plan::bridge::LinkFacts;
+use crate::plan::LinkFacts;
 
-use crate::plan::nft::ElemChange;
 use crate::plan::{Plan, Step};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +85,25 @@ pub fn connect() -> std::io::Result<Handle> {
 async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
     match step {
         Step::CreateBridge { name, mac, mtu } => links::create_bridge(handle, name, *mac, *mtu).await,
-        Step::CreateDummy { name } => links::create_dummy(handle, name).await,
+        Step::CreateDummy { name, no_driver_hint } => links::create_dummy(handle, name, *no_driver_hint).await,
         Step::DeleteLink { name } => links::delete(handle, name).await,
         Step::Rename { from, to } => links::rename(handle, from, to).await,
         Step::AttachPort { port, bridge, mtu } => links::attach_port(handle, port, bridge, *mtu).await,
         Step::DetachPort { port } => links::detach_port(handle, port).await,
-        Step::EnsureNftTable => nft::ensure_table(),
-        Step::DeleteNftTableIfUnused => nft::delete_table_if_unused(),
-        Step::NftElements(changes) => nft::apply_elements(changes),
+        Step::LinkUp { dev, mtu } => links::up(handle, dev, *mtu).await,
+        Step::LinkDown { dev } => links::down(handle, dev).await,
+        Step::Sysctl { key, to, .. } => sysctl::write(key, to),
+        Step::SysctlDropIn(lines) => sysctl::drop_in(lines.as_deref()),
+        Step::AddAddress { dev, addr } => routing::add_address(handle, dev, *addr).await,
+        Step::DelAddress { dev, addr } => routing::del_address(handle, dev, *addr).await,
+        Step::AddRoute { dest, dev, metric } => routing::add_route(handle, *dest, dev, *metric).await,
+        Step::DelRoute { dest, dev, metric } => routing::del_route(handle, *dest, dev, *metric).await,
+        Step::AddProxy { dev, addr } => routing::add_proxy(handle, dev, *addr).await,
+        Step::DelProxy { dev, addr } => routing::del_proxy(handle, dev, *addr).await,
+        Step::Announce { dev, addrs } => announce::send(handle, dev, addrs).await,
+        Step::EnsureNftTable(table) => nft::ensure_table(*table),
+        Step::DeleteNftTableIfUnused(table) => nft::delete_table_if_unused(*table),
+        Step::NftElements(table, changes) => nft::apply_elements(*table, changes),
         Step::Uplink(u) => uplink::run(handle, u).await,
     }
 }
@@ -98,21 +111,27 @@ async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
 /// What undoes a step that succeeded, for rollback of a failed setup.
 fn undo(step: &Step) -> Option<Step> {
     match step {
-        Step::CreateBridge { name, .. } | Step::CreateDummy { name } => Some(Step::DeleteLink { name: name.clone() }),
+        Step::CreateBridge { name, .. } | Step::CreateDummy { name, .. } => Some(Step::DeleteLink { name: name.clone() }),
         Step::Rename { from, to } => Some(Step::Rename { from: to.clone(), to: from.clone() }),
         Step::AttachPort { port, .. } => Some(Step::DetachPort { port: port.clone() }),
-        Step::NftElements(changes) => Some(Step::NftElements(
-            changes
-                .iter()
-                .rev()
-                .map(|c| match c {
-                    ElemChange::Add(e) => ElemChange::Delete(e.clone()),
-                    ElemChange::Delete(e) => ElemChange::Add(e.clone()),
-                })
-                .collect(),
-        )),
+        Step::LinkUp { dev, .. } => Some(Step::LinkDown { dev: dev.clone() }),
+        Step::Sysctl { key, from, to } => Some(Step::Sysctl { key: key.clone(), from: to.clone(), to: from.clone() }),
+        Step::SysctlDropIn(Some(_)) => Some(Step::SysctlDropIn(None)),
+        Step::AddAddress { dev, addr } => Some(Step::DelAddress { dev: dev.clone(), addr: *addr }),
+        Step::AddRoute { dest, dev, metric } => Some(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: *metric }),
+        Step::AddProxy { dev, addr } => Some(Step::DelProxy { dev: dev.clone(), addr: *addr }),
+        Step::NftElements(table, changes) => Some(Step::NftElements(*table, changes.iter().rev().map(|c| c.inverse()).collect())),
         Step::Uplink(u) => Some(Step::Uplink(u.inverse())),
-        Step::DeleteLink { .. } | Step::DetachPort { .. } | Step::EnsureNftTable | Step::DeleteNftTableIfUnused => None,
+        Step::DeleteLink { .. }
+        | Step::DetachPort { .. }
+        | Step::LinkDown { .. }
+        | Step::SysctlDropIn(None)
+        | Step::DelAddress { .. }
+        | Step::DelRoute { .. }
+        | Step::DelProxy { .. }
+        | Step::Announce { .. }
+        | Step::EnsureNftTable(_)
+        | Step::DeleteNftTableIfUnused(_) => None,
     }
 }
 

@@ -1,44 +1,47 @@
-//! nftables: the table is built once through the `nft` binary (one JSON transaction,
+//! nftables: each table is built once through the `nft` binary (one JSON transaction,
 //! the `nftables` crate); per-vif set elements go straight over nfnetlink, one batch per
 //! verb, because an `nft` process per guest would cost more than all the rest of online.
 
 use ipnetwork::IpNetwork;
 
-use super::nft_netlink::{self, concat, key_ether, key_ifname, key_ipv4, key_ipv6, ElemOp, SetElem, NFPROTO_BRIDGE};
+use super::nft_netlink::{self, concat, key_ether, key_ifname, key_ipv4, key_ipv6, ElemOp, SetElem, NFPROTO_BRIDGE, NFPROTO_INET};
 use super::ApplyError;
-use crate::names::{BRIDGE_SETS, NFT_TABLE};
-use crate::plan::nft::{bridge_table, Elem, ElemChange};
+use crate::names::NFT_TABLE;
+use crate::plan::nft::{Elem, ElemChange, Table};
 
 fn nl(e: nft_netlink::NftNetlinkError) -> ApplyError {
     ApplyError::Nft(e.to_string())
 }
 
-/// Creates `bridge vifnet` whole when it is missing (callers hold the lock, so two
-/// vifs cannot both create it).
-pub fn ensure_table() -> Result<(), ApplyError> {
-    if nft_netlink::table_exists(NFPROTO_BRIDGE, NFT_TABLE).map_err(nl)? {
+fn nfproto(table: Table) -> u8 {
+    match table {
+        Table::Bridge => NFPROTO_BRIDGE,
+        Table::Inet => NFPROTO_INET,
+    }
+}
+
+/// Creates the table whole when it is missing (callers hold the lock, so two vifs cannot
+/// both create it).
+pub fn ensure_table(table: Table) -> Result<(), ApplyError> {
+    if nft_netlink::table_exists(nfproto(table), NFT_TABLE).map_err(nl)? {
         return Ok(());
     }
-    nftables::helper::apply_ruleset(&bridge_table()).map_err(|e| ApplyError::Nft(format!("creating table bridge {NFT_TABLE}: {e}")))
+    nftables::helper::apply_ruleset(&table.definition()).map_err(|e| ApplyError::Nft(format!("creating table {table}: {e}")))
 }
 
 /// Deletes the table when no guest has elements in it any more.
-pub fn delete_table_if_unused() -> Result<(), ApplyError> {
-    if !nft_netlink::table_exists(NFPROTO_BRIDGE, NFT_TABLE).map_err(nl)? {
+pub fn delete_table_if_unused(table: Table) -> Result<(), ApplyError> {
+    if !nft_netlink::table_exists(nfproto(table), NFT_TABLE).map_err(nl)? {
         return Ok(());
     }
-    for set in BRIDGE_SETS {
-        if !nft_netlink::list_elements(NFPROTO_BRIDGE, NFT_TABLE, set).map_err(nl)?.is_empty() {
+    for set in table.sets() {
+        if !nft_netlink::list_elements(nfproto(table), NFT_TABLE, set).map_err(nl)?.is_empty() {
             return Ok(());
         }
     }
     let mut batch = nftables::batch::Batch::new();
-    batch.delete(nftables::schema::NfListObject::Table(nftables::schema::Table {
-        family: nftables::types::NfFamily::Bridge,
-        name: NFT_TABLE.into(),
-        handle: None,
-    }));
-    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| ApplyError::Nft(format!("deleting table bridge {NFT_TABLE}: {e}")))
+    batch.delete(nftables::schema::NfListObject::Table(nftables::schema::Table { family: table.family(), name: NFT_TABLE.into(), handle: None }));
+    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| ApplyError::Nft(format!("deleting table {table}: {e}")))
 }
 
 /// The kernel's form of one element: key (and range end for prefixes).
@@ -69,7 +72,7 @@ pub fn encode(elem: &Elem) -> SetElem {
     }
 }
 
-pub fn apply_elements(changes: &[ElemChange]) -> Result<(), ApplyError> {
+pub fn apply_elements(table: Table, changes: &[ElemChange]) -> Result<(), ApplyError> {
     let ops: Vec<ElemOp> = changes
         .iter()
         .map(|c| match c {
@@ -77,5 +80,5 @@ pub fn apply_elements(changes: &[ElemChange]) -> Result<(), ApplyError> {
             ElemChange::Delete(e) => ElemOp::Delete(encode(e)),
         })
         .collect();
-    nft_netlink::apply(NFPROTO_BRIDGE, NFT_TABLE, &ops).map_err(nl)
+    nft_netlink::apply(nfproto(table), NFT_TABLE, &ops).map_err(nl)
 }

@@ -5,14 +5,17 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
-use crate::plan::{bridge as plan_bridge, takeover};
+use crate::plan::route::{self as plan_route, HostFacts};
+use crate::plan::{bridge as plan_bridge, takeover, VifJournal};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
 pub struct NetworkArgs {
-    /// The mode: bridge.
+    /// The mode: bridge or route.
     mode: String,
-    /// start, stop or status, and key=value settings (bridge, netdev, takeover, antispoof, create_bridge).
+    /// start, stop or status, and key=value settings (bridge: bridge, netdev, takeover,
+    /// antispoof, create_bridge; route: netdev, gateway, gateway_link, gateway_kind,
+    /// uplink_proxy, antispoof).
     #[arg(required = true)]
     words: Vec<String>,
     /// Print the plan and change nothing.
@@ -21,14 +24,20 @@ pub struct NetworkArgs {
 }
 
 pub fn run(args: NetworkArgs) -> Result<()> {
-    if args.mode != "bridge" {
-        bail!("mode {:?}: not available yet (bridge is)", args.mode);
-    }
     let (words, kvs) = kv::parse_args(args.words.clone())?;
     let inputs = Inputs { args: kvs, ..Default::default() };
-    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS)?;
-    let mode = inputs::bridge_mode(&inputs)?;
     let command = words.first().map(String::as_str).unwrap_or("");
+    match args.mode.as_str() {
+        "bridge" => bridge(&args, &inputs, command),
+        "route" => route(&args, &inputs, command),
+        other => bail!("mode {other:?}: not available yet (bridge and route are)"),
+    }
+    .context(format!("network {} {command}", args.mode))
+}
+
+fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
+    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS)?;
+    let mode = inputs::bridge_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = match command {
         "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
@@ -97,5 +106,92 @@ pub fn run(args: NetworkArgs) -> Result<()> {
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }
     })
-    .context(format!("network {} {command}", args.mode))
+}
+
+/// Route mode's host-wide part: forwarding, the gateway link, the `inet vifnet` table.
+/// `start` journals what it does before doing it, so that `stop` undoes exactly that.
+fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
+    inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS)?;
+    let mode = inputs::route_mode(inputs)?;
+    let rt = crate::cli::runtime()?;
+    let _lock = match command {
+        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
+        _ => None,
+    };
+    rt.block_on(async {
+        let handle = apply::connect()?;
+        match command {
+            "start" => {
+                if state::read_route_host()?.is_some() {
+                    log::info("route mode: started already");
+                    return Ok(());
+                }
+                let facts = observe::route_host(&handle, &mode).await?;
+                let (plan, record) = plan_route::host_up(&mode, &facts)?;
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                state::write_route_host(&record)?;
+                if let Err(e) = apply::setup(&handle, &plan).await {
+                    state::remove_route_host()?;
+                    return Err(anyhow::anyhow!(e).context("rolled back"));
+                }
+                log::info(&format!("route mode: forwarding on{}", gateway_note(&record)));
+                Ok(())
+            }
+            "stop" => {
+                let Some(record) = state::read_route_host()? else { return Ok(()) };
+                let online: Vec<String> = state::all_vifs()?
+                    .iter()
+                    .filter(|j| matches!(j, VifJournal::Route(_)))
+                    .map(|j| j.kernel_name().to_string())
+                    .collect();
+                if !online.is_empty() {
+                    bail!("guests are still routed ({}): take their vifs offline first", online.join(" "));
+                }
+                let facts = HostFacts {
+                    sysctls: record.sysctls.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect(),
+                    ..Default::default()
+                };
+                let plan = plan_route::host_down(&record, &facts);
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                apply::teardown(&handle, &plan).await?;
+                state::remove_route_host()?;
+                log::info("route mode: stopped");
+                Ok(())
+            }
+            "status" => {
+                let Some(record) = state::read_route_host()? else { bail!("route mode: not started") };
+                let uplink = record.uplink.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "-".into());
+                println!("route mode: uplink {uplink}, forwarding on{}", gateway_note(&record));
+                for c in &record.sysctls {
+                    println!("  sysctl {} = {} (was {})", c.key, c.new, c.old);
+                }
+                let routed: Vec<String> = state::all_vifs()?
+                    .iter()
+                    .filter_map(|j| match j {
+                        VifJournal::Route(r) => Some(r.name.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                println!("routed vifs: {}", if routed.is_empty() { "-".into() } else { routed.join(" ") });
+                Ok(())
+            }
+            other => bail!("command {other:?}: not a network command (start, stop, status)"),
+        }
+    })
+}
+
+fn gateway_note(rec: &plan_route::HostRecord) -> String {
+    match &rec.gateway_link {
+        Some(link) => {
+            let addrs: Vec<String> = rec.gateway_addrs.iter().map(|a| a.to_string()).collect();
+            format!(", gateway on {link} {}", addrs.join(" "))
+        }
+        None => String::new(),
+    }
 }

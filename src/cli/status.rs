@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use crate::plan::VifJournal;
 use crate::state;
 
 #[derive(clap::Args, Debug)]
@@ -19,14 +20,19 @@ pub fn run(args: StatusArgs) -> Result<()> {
     }
     println!("{:<16} {:<7} {:<16} {:<18} {:<9} ADDRESSES", "VIF", "MODE", "BRIDGE", "MAC", "ANTISPOOF");
     for v in vifs {
-        let ips: Vec<String> = v.ips.iter().map(|n| n.to_string()).collect();
+        // Route mode has no bridge and does not know the guest's MAC.
+        let (name, bridge, mac, antispoof, ips) = match &v {
+            VifJournal::Bridge(r) => (&r.name, r.bridge.as_str(), r.guest_mac.map(|m| m.to_string()), r.antispoof, &r.ips),
+            VifJournal::Route(r) => (&r.name, "-", None, r.antispoof, &r.ips),
+        };
+        let ips: Vec<String> = ips.iter().map(|n| n.to_string()).collect();
         println!(
             "{:<16} {:<7} {:<16} {:<18} {:<9} {}",
-            v.name.as_str(),
-            v.mode,
-            v.bridge.as_str(),
-            v.guest_mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-            if v.antispoof { "on" } else { "off" },
+            name.as_str(),
+            v.mode(),
+            bridge,
+            mac.unwrap_or_else(|| "-".into()),
+            if antispoof { "on" } else { "off" },
             if ips.is_empty() { "-".into() } else { ips.join(" ") }
         );
     }

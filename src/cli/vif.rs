@@ -8,14 +8,14 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
-use crate::model::DevType;
-use crate::plan::{bridge as plan_bridge, VifRecord};
+use crate::model::{DevType, IfName};
+use crate::plan::{bridge as plan_bridge, route as plan_route, Plan, VifJournal};
 use crate::xenstore::XenStore;
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
 pub struct VifArgs {
-    /// The mode: bridge.
+    /// The mode: bridge or route.
     mode: String,
     /// The command (online, offline, add, remove) and key=value settings
     /// (type_if, vif, bridge, ip, mac, mtu, vifname, antispoof).
@@ -60,8 +60,8 @@ fn report_failure(xs: &mut Option<XenStore>, path: &str, msg: &str) {
 }
 
 fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore>) -> Result<()> {
-    if args.mode != "bridge" {
-        bail!("mode {:?}: not available yet (bridge is)", args.mode);
+    if !["bridge", "route"].contains(&args.mode.as_str()) {
+        bail!("mode {:?}: not available yet (bridge and route are)", args.mode);
     }
     let (words, kvs) = kv::parse_args(args.words.clone())?;
     let command = words.first().map(String::as_str).unwrap_or("");
@@ -93,69 +93,180 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
             }
         }
     }
-    let mode = inputs::bridge_mode(&inputs)?;
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
-
+    let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name };
     let rt = crate::cli::runtime()?;
-    match action {
+    let connected = match action {
         Action::Up => {
-            let vif = inputs::bridged_vif(&inputs, &mode, dev_type)?;
             let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
             let previous = state::read_vif(kernel_name.as_str())?;
-            rt.block_on(async {
-                let handle = apply::connect()?;
-                let mut facts = observe::facts(&handle, &plan_bridge::names_to_observe(&vif)).await?;
-                let fallback = observe::facts(&handle, &plan_bridge::fallback_names(&vif, &facts)).await?;
-                facts.links.extend(fallback.links);
-                let (plan, record) = plan_bridge::vif_up(&vif, &mode, &facts, previous.as_ref())?;
-                if args.dry_run {
-                    print!("{plan}");
-                    return Ok(());
-                }
-                state::write_vif(&record)?;
-                if let Err(e) = apply::setup(&handle, &plan).await {
-                    // Nothing was left on the host: the journal goes too, unless an earlier online stands.
-                    match &previous {
-                        Some(p) => state::write_vif(p)?,
-                        None => state::remove_vif(kernel_name.as_str())?,
-                    }
-                    return Err(anyhow!(e).context(format!("{kernel_name}: online failed")));
-                }
-                log::info(&format!("{}: on bridge {}{}", record.name, record.bridge, antispoof_note(&record)));
-                if let (Some(path), Some(x)) = (xenbus_path, xs.as_mut()) {
-                    report_connected(x, path, &inputs, &record)?;
-                }
-                Ok::<(), anyhow::Error>(())
-            })
+            let up = match args.mode.as_str() {
+                "route" => rt.block_on(route_up(&call, previous)),
+                _ => rt.block_on(bridge_up(&call, previous)),
+            }?;
+            if args.dry_run {
+                return Ok(());
+            }
+            up
         }
         Action::Down => {
             let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
-            let record = match state::read_vif(kernel_name.as_str())? {
-                Some(r) => r,
-                // No journal (state lost, or never online): undo what the inputs describe.
-                None => match inputs::bridged_vif(&inputs, &mode, dev_type) {
-                    Ok(vif) => plan_bridge::record(&vif, vif.bridge.clone(), 0),
-                    Err(_) => return Ok(()),
-                },
-            };
-            let plan = plan_bridge::vif_down(&record);
-            if args.dry_run {
-                print!("{plan}");
-                return Ok(());
-            }
-            rt.block_on(async {
-                let handle = apply::connect()?;
-                apply::teardown(&handle, &plan).await.with_context(|| format!("{kernel_name}: offline"))?;
-                state::remove_vif(kernel_name.as_str())?;
-                log::info(&format!("{}: off bridge {}", record.name, record.bridge));
-                Ok(())
-            })
+            rt.block_on(down(&call))?;
+            return Ok(());
         }
+    };
+    if let (Some(path), Some(x), Some(mtu)) = (xenbus_path, xs.as_mut(), connected) {
+        report_connected(x, path, &inputs, dev_type, mtu)?;
+    }
+    Ok(())
+}
+
+/// One hotplug call, once its inputs are read.
+struct Call<'a> {
+    args: &'a VifArgs,
+    inputs: &'a Inputs,
+    dev_type: DevType,
+    kernel_name: &'a IfName,
+}
+
+impl Call<'_> {
+    /// Journal first, then the plan; on failure nothing is left on the host, and the
+    /// journal goes back to what it was.
+    async fn apply(&self, handle: &rtnetlink::Handle, plan: &Plan, journal: VifJournal, previous: Option<&VifJournal>) -> Result<()> {
+        state::write_vif(&journal)?;
+        if let Err(e) = apply::setup(handle, plan).await {
+            match previous {
+                Some(p) => state::write_vif(p)?,
+                None => state::remove_vif(self.kernel_name.as_str())?,
+            }
+            return Err(anyhow!(e).context(format!("{}: online failed", self.kernel_name)));
+        }
+        Ok(())
+    }
+
+    fn print(&self, plan: &Plan) -> bool {
+        if self.args.dry_run {
+            print!("{plan}");
+        }
+        self.args.dry_run
     }
 }
 
-fn antispoof_note(r: &VifRecord) -> &'static str {
-    if r.antispoof {
+/// The MTU to tell the frontend, if any: what `online` gave the vif.
+type Connected = Option<Option<u32>>;
+
+async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Connected> {
+    let mode = inputs::bridge_mode(call.inputs)?;
+    let vif = inputs::bridged_vif(call.inputs, &mode, call.dev_type)?;
+    let prev = match &previous {
+        Some(VifJournal::Bridge(r)) => Some(r),
+        Some(other) => bail!("{}: is online in {} mode; take it offline first", call.kernel_name, other.mode()),
+        None => None,
+    };
+    let handle = apply::connect()?;
+    let mut facts = observe::facts(&handle, &plan_bridge::names_to_observe(&vif)).await?;
+    let fallback = observe::facts(&handle, &plan_bridge::fallback_names(&vif, &facts)).await?;
+    facts.links.extend(fallback.links);
+    let (plan, record) = plan_bridge::vif_up(&vif, &mode, &facts, prev)?;
+    if call.print(&plan) {
+        return Ok(None);
+    }
+    call.apply(&handle, &plan, VifJournal::Bridge(record.clone()), previous.as_ref()).await?;
+    log::info(&format!("{}: on bridge {}{}", record.name, record.bridge, antispoof_note(record.antispoof)));
+    Ok(Some(Some(record.mtu)))
+}
+
+/// Route mode's online. The host-wide part comes first when it has not run (libxl never
+/// calls `network route start`), in the same all-or-nothing plan.
+async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Connected> {
+    let mode = inputs::route_mode(call.inputs)?;
+    let vif = inputs::routed_vif(call.inputs, &mode, call.dev_type)?;
+    let prev = match &previous {
+        Some(VifJournal::Route(r)) => Some(r),
+        Some(other) => bail!("{}: is online in {} mode; take it offline first", call.kernel_name, other.mode()),
+        None => None,
+    };
+    let handle = apply::connect()?;
+    let (mut plan, host, host_is_new) = match state::read_route_host()? {
+        Some(h) => (Plan::default(), h, false),
+        None => {
+            let facts = observe::route_host(&handle, &mode).await?;
+            let (p, h) = plan_route::host_up(&mode, &facts)?;
+            (p, h, true)
+        }
+    };
+    let facts = observe::facts(&handle, &[vif.kernel_name.to_string(), vif.name.to_string()]).await?;
+    // Without a gateway the vif answers for the uplink's own addresses, as Xen's vif-route
+    // did: libxl's `gatewaydev` (the `netdev` it passes) names the device, else the uplink.
+    let uplink_addrs = match (mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {
+        (false, _) => Vec::new(),
+        (true, Some(dev)) => observe::global_addresses(&handle, &IfName::parse(&dev.at, dev.value.trim())?).await?,
+        (true, None) => match &host.uplink {
+            Some(up) => observe::global_addresses(&handle, up).await?,
+            None => Vec::new(),
+        },
+    };
+    let (vif_plan, record) = plan_route::vif_up(&vif, &mode, &host, &facts, plan_route::answered(&mode, &uplink_addrs), prev)?;
+    plan.steps.extend(vif_plan.steps);
+    if call.print(&plan) {
+        return Ok(None);
+    }
+    if host_is_new {
+        state::write_route_host(&host)?;
+    }
+    let applied = call.apply(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref()).await;
+    if applied.is_err() && host_is_new {
+        state::remove_route_host()?;
+    }
+    applied?;
+    let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
+    log::info(&format!("{}: routes {}{}", record.name, ips.join(" "), antispoof_note(record.antispoof)));
+    Ok(Some(record.mtu))
+}
+
+/// `offline` / `remove`: from the journal, whatever the mode was; without one (state lost,
+/// or never online), what the inputs describe.
+async fn down(call: &Call<'_>) -> Result<()> {
+    let journal = match state::read_vif(call.kernel_name.as_str())? {
+        Some(j) => j,
+        None => {
+            let guessed = match call.args.mode.as_str() {
+                "route" => {
+                    let mode = inputs::route_mode(call.inputs)?;
+                    let host = state::read_route_host()?.unwrap_or_default();
+                    inputs::routed_vif(call.inputs, &mode, call.dev_type)
+                        .map(|v| VifJournal::Route(plan_route::record(&v, &mode, &host, plan_route::answered(&mode, &[]))))
+                }
+                _ => {
+                    let mode = inputs::bridge_mode(call.inputs)?;
+                    inputs::bridged_vif(call.inputs, &mode, call.dev_type).map(|v| VifJournal::Bridge(plan_bridge::record(&v, v.bridge.clone(), 0)))
+                }
+            };
+            match guessed {
+                Ok(j) => j,
+                Err(_) => return Ok(()),
+            }
+        }
+    };
+    let plan = match &journal {
+        VifJournal::Bridge(r) => plan_bridge::vif_down(r),
+        VifJournal::Route(r) => plan_route::vif_down(r),
+    };
+    if call.print(&plan) {
+        return Ok(());
+    }
+    let handle = apply::connect()?;
+    apply::teardown(&handle, &plan).await.with_context(|| format!("{}: offline", call.kernel_name))?;
+    state::remove_vif(call.kernel_name.as_str())?;
+    match &journal {
+        VifJournal::Bridge(r) => log::info(&format!("{}: off bridge {}", r.name, r.bridge)),
+        VifJournal::Route(r) => log::info(&format!("{}: no longer routed", r.name)),
+    }
+    Ok(())
+}
+
+fn antispoof_note(on: bool) -> &'static str {
+    if on {
         " (antispoof on)"
     } else {
         ""
@@ -163,17 +274,17 @@ fn antispoof_note(r: &VifRecord) -> &'static str {
 }
 
 /// `hotplug-status=connected` (what netback waits for), and the MTU we chose for the
-/// frontend when it came from the bridge, as Xen's set_mtu does (at the right path).
-fn report_connected(x: &mut XenStore, path: &str, inputs: &Inputs, rec: &VifRecord) -> Result<()> {
-    let status_key = format!("{path}/hotplug-status");
-    let mtu = rec.mtu.to_string();
+/// frontend, as Xen's set_mtu does (at the right path).
+fn report_connected(x: &mut XenStore, path: &str, inputs: &Inputs, dev_type: DevType, mtu: Option<u32>) -> Result<()> {
+    if dev_type != DevType::Vif {
+        return Ok(());
+    }
+    let mtu = mtu.map(|m| m.to_string());
     let mut writes: Vec<(String, &str)> = Vec::new();
-    if let (DevType::Vif, Some(fe)) = (rec.dev_type, inputs.xenstore.iter().find(|(k, _)| k == "frontend").map(|(_, v)| v)) {
-        writes.push((format!("{fe}/mtu"), mtu.as_str()));
+    if let (Some(mtu), Some(fe)) = (mtu.as_deref(), inputs.xenstore.iter().find(|(k, _)| k == "frontend").map(|(_, v)| v)) {
+        writes.push((format!("{fe}/mtu"), mtu));
     }
-    if rec.dev_type == DevType::Vif {
-        writes.push((status_key, "connected"));
-    }
+    writes.push((format!("{path}/hotplug-status"), "connected"));
     let pairs: Vec<(&str, &str)> = writes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     // In order: the frontend's MTU is in place before netback sees `connected`.
     x.write_many(&pairs).context("xenstore: writing hotplug-status")?;

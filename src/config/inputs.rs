@@ -4,7 +4,7 @@
 
 use super::kv::KeyValues;
 use super::ConfigError;
-use crate::model::{self, BridgedVif, DevType, IfName, MacAddr};
+use crate::model::{self, BridgedVif, DevType, IfName, MacAddr, RoutedVif};
 use crate::plan::bridge::BridgeMode;
 use crate::plan::route::RouteMode;
 
@@ -171,20 +171,43 @@ pub fn device_name(inputs: &Inputs, dev_type: DevType) -> Result<IfName, ConfigE
     IfName::parse(&s.at, s.value.trim())
 }
 
-/// Every bridge-mode setting of one vif, validated.
-pub fn bridged_vif(inputs: &Inputs, mode: &BridgeMode, dev_type: DevType) -> Result<BridgedVif, ConfigError> {
-    let kernel_name = device_name(inputs, dev_type)?;
-    let name = match inputs.get_set("vifname") {
-        // A tap carries the vif's chosen name with -emu, as Xen's scripts do.
+/// The name a vif must end with: `vifname=` (a tap carries it with -emu, as Xen's
+/// scripts do), else the kernel's.
+fn wanted_name(inputs: &Inputs, kernel_name: &IfName, dev_type: DevType) -> Result<IfName, ConfigError> {
+    match inputs.get_set("vifname") {
         Some(s) => {
             let wanted = match dev_type {
                 DevType::Vif => s.value.trim().to_string(),
                 DevType::Tap => format!("{}-emu", s.value.trim()),
             };
-            IfName::parse(&s.at, &wanted)?
+            IfName::parse(&s.at, &wanted)
         }
-        None => kernel_name.clone(),
-    };
+        None => Ok(kernel_name.clone()),
+    }
+}
+
+fn ips(inputs: &Inputs) -> Result<Vec<ipnetwork::IpNetwork>, ConfigError> {
+    match inputs.get_set("ip") {
+        Some(s) => model::parse_ip_list(&s.at, &s.value),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn mtu(inputs: &Inputs) -> Result<Option<u32>, ConfigError> {
+    inputs.get_set("mtu").map(|s| model::parse_mtu(&s.at, &s.value)).transpose()
+}
+
+fn antispoof(inputs: &Inputs, mode_default: bool) -> Result<bool, ConfigError> {
+    match inputs.get_set("antispoof") {
+        Some(s) => model::parse_bool(&s.at, &s.value),
+        None => Ok(mode_default),
+    }
+}
+
+/// Every bridge-mode setting of one vif, validated.
+pub fn bridged_vif(inputs: &Inputs, mode: &BridgeMode, dev_type: DevType) -> Result<BridgedVif, ConfigError> {
+    let kernel_name = device_name(inputs, dev_type)?;
+    let name = wanted_name(inputs, &kernel_name, dev_type)?;
     let bridge = match inputs.get_set("bridge") {
         Some(s) => IfName::parse(&s.at, s.value.trim())?,
         None => mode.bridge.clone(),
@@ -193,20 +216,10 @@ pub fn bridged_vif(inputs: &Inputs, mode: &BridgeMode, dev_type: DevType) -> Res
         Some(s) => Some(MacAddr::parse_unicast(&s.at, s.value.trim())?),
         None => None,
     };
-    let ips = match inputs.get_set("ip") {
-        Some(s) => model::parse_ip_list(&s.at, &s.value)?,
-        None => Vec::new(),
-    };
-    let mtu = match inputs.get_set("mtu") {
-        Some(s) => Some(model::parse_mtu(&s.at, &s.value)?),
-        None => None,
-    };
-    let antispoof_wanted = match inputs.get_set("antispoof") {
-        Some(s) => model::parse_bool(&s.at, &s.value)?,
-        None => mode.antispoof,
-    };
+    let ips = ips(inputs)?;
+    let mtu = mtu(inputs)?;
     // Antispoofing applies where the guest's addresses are known, as Xen's did.
-    let antispoof = antispoof_wanted && !ips.is_empty();
+    let antispoof = antispoof(inputs, mode.antispoof)? && !ips.is_empty();
     if antispoof && guest_mac.is_none() {
         return Err(ConfigError::Missing {
             key: "mac".into(),
@@ -214,6 +227,25 @@ pub fn bridged_vif(inputs: &Inputs, mode: &BridgeMode, dev_type: DevType) -> Res
         });
     }
     Ok(BridgedVif { kernel_name, name, dev_type, bridge, guest_mac, ips, mtu, antispoof })
+}
+
+/// Every route-mode setting of one vif, validated. A routed guest needs its addresses:
+/// Xen's vif-route quietly made a vif nothing could reach; we say so.
+pub fn routed_vif(inputs: &Inputs, mode: &RouteMode, dev_type: DevType) -> Result<RoutedVif, ConfigError> {
+    let kernel_name = device_name(inputs, dev_type)?;
+    let name = wanted_name(inputs, &kernel_name, dev_type)?;
+    let ips = ips(inputs)?;
+    if ips.is_empty() {
+        return Err(ConfigError::Missing {
+            key: "ip".into(),
+            hint: "route mode routes the guest's own addresses: give ip= in the domain's vif line".into(),
+        });
+    }
+    // mac= and bridge= are the guest's or bridge mode's business; they are accepted and unused.
+    if let Some(s) = inputs.get_set("mac") {
+        MacAddr::parse_unicast(&s.at, s.value.trim())?;
+    }
+    Ok(RoutedVif { kernel_name, name, dev_type, ips, mtu: mtu(inputs)?, antispoof: antispoof(inputs, mode.antispoof)? })
 }
 
 #[cfg(test)]

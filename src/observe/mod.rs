@@ -1,16 +1,21 @@
-//! Reading the host: links, an uplink's addresses and routes, into the plan's fact types.
+//! Reading the host: links, addresses, routes and sysctls, into the plan's fact types.
 //! Reads only; nothing here changes anything.
 
+use std::net::IpAddr;
+
 use futures::TryStreamExt;
+use ipnetwork::IpNetwork;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
 use crate::model::{IfName, MacAddr};
 use crate::names::LINK_ALIAS;
-use crate::plan::bridge::{Facts, LinkFacts};
+use crate::plan::route::{self as plan_route, HostFacts, RouteMode};
 use crate::plan::takeover::UplinkFacts;
+use crate::plan::{Facts, LinkFacts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -59,7 +64,7 @@ pub fn link_facts(msg: &LinkMessage) -> LinkFacts {
     f
 }
 
-/// The facts a bridge-mode plan needs about `names`.
+/// The facts a plan needs about the links `names`.
 pub async fn facts(handle: &Handle, names: &[String]) -> Result<Facts, ObserveError> {
     let mut facts = Facts::default();
     for name in names {
@@ -115,4 +120,96 @@ pub async fn uplink(handle: &Handle, name: &IfName) -> Result<Option<UplinkFacts
         routes.extend(dumped.into_iter().filter(|r| r.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if *i == lf.index))));
     }
     Ok(Some(UplinkFacts { name: name.clone(), mac: lf.mac.unwrap_or(MacAddr([0; 6])), mtu: lf.mtu, addrs, routes }))
+}
+
+/// The addresses of the link with `index` (the kernel filters the dump), as prefixes, in
+/// the kernel's order (primary first).
+pub async fn addresses(handle: &Handle, index: u32) -> Result<Vec<IpNetwork>, ObserveError> {
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|err| ObserveError::Netlink { what: format!("addresses of link {index}"), err })?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| {
+            let ip = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })?;
+            IpNetwork::new(ip, m.header.prefix_len).ok()
+        })
+        .collect())
+}
+
+/// The global (not link-local) addresses of `name`, or none when there is no such link.
+pub async fn global_addresses(handle: &Handle, name: &IfName) -> Result<Vec<IpNetwork>, ObserveError> {
+    let Some(msg) = link(handle, name.as_str()).await? else { return Ok(Vec::new()) };
+    let all = addresses(handle, msg.header.index).await?;
+    Ok(all.into_iter().filter(|a| !matches!(a.ip(), IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)).collect())
+}
+
+/// The device of the main table's default route, IPv4 first, then IPv6.
+pub async fn default_route_device(handle: &Handle) -> Result<Option<IfName>, ObserveError> {
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        let routes: Vec<RouteMessage> = handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|err| ObserveError::Netlink { what: "routes".into(), err })?;
+        let oif = routes.iter().filter(|r| r.header.destination_prefix_length == 0 && r.header.table == RouteHeader::RT_TABLE_MAIN).find_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        });
+        if let Some(index) = oif {
+            return Ok(link_name(handle, index).await?);
+        }
+    }
+    Ok(None)
+}
+
+async fn link_name(handle: &Handle, index: u32) -> Result<Option<IfName>, ObserveError> {
+    let msg = handle.link().get().match_index(index).execute().try_next().await;
+    let msg = match msg {
+        Ok(m) => m,
+        Err(e) if is_enodev(&e) => None,
+        Err(err) => return Err(ObserveError::Netlink { what: format!("link {index}"), err }),
+    };
+    Ok(msg.and_then(|m| {
+        m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => IfName::parse("link", n).ok(),
+            _ => None,
+        })
+    }))
+}
+
+/// The value of /proc/sys/`key` (slash form); None when the key does not exist here.
+pub fn sysctl(key: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{key}")).ok().map(|s| s.trim().to_string())
+}
+
+/// What the host-wide part of route mode depends on: the uplink, the sysctls it may
+/// change, the gateway link and its addresses.
+pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, ObserveError> {
+    let uplink = match &mode.netdev {
+        Some(n) => Some(n.clone()),
+        None => default_route_device(handle).await?,
+    };
+    let sysctls = plan_route::sysctl_keys(mode, uplink.as_ref()).into_iter().filter_map(|k| sysctl(&k).map(|v| (k, v))).collect();
+    let gateway_link = link(handle, mode.gateway_link.as_str()).await?.as_ref().map(link_facts);
+    let gateway_link_addrs = match &gateway_link {
+        Some(l) => addresses(handle, l.index).await?,
+        None => Vec::new(),
+    };
+    Ok(HostFacts { uplink, sysctls, gateway_link, gateway_link_addrs })
 }

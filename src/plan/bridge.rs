@@ -1,12 +1,10 @@
 //! Bridge mode (design.md §3): guest vifs join a Linux bridge, with antispoofing in
 //! `bridge vifnet` for guests whose addresses are known. Pure: facts in, plan out.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::nft::{diff, guest_elements, Elem, ElemChange};
-use super::{Plan, Step, VifRecord};
+use super::nft::{diff, guest_elements, Elem, ElemChange, Table};
+use super::{device_steps, BridgeVifRecord, Facts, LinkFacts, Plan, PlanError, Step};
 use crate::model::{BridgedVif, IfName, MacAddr};
 
 /// Host-wide settings of bridge mode (modes/bridge.toml, then arguments).
@@ -17,51 +15,6 @@ pub struct BridgeMode {
     pub netdev: Option<IfName>,
     pub takeover: bool,
     pub antispoof: bool,
-}
-
-/// What `observe` read about one link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkFacts {
-    pub index: u32,
-    /// The link kind the kernel reports (`bridge`, `dummy`, `veth`...), if any.
-    pub kind: Option<String>,
-    pub mtu: u32,
-    pub master: Option<u32>,
-    pub up: bool,
-    pub mac: Option<MacAddr>,
-    /// Carries our alias: vifnet created it and may delete it.
-    pub ours: bool,
-}
-
-impl LinkFacts {
-    pub fn is_bridge(&self) -> bool {
-        self.kind.as_deref() == Some("bridge")
-    }
-}
-
-/// The links a bridge-mode plan depends on, by name (absent = no such link).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    pub links: BTreeMap<String, LinkFacts>,
-}
-
-impl Facts {
-    pub fn link(&self, name: &str) -> Option<&LinkFacts> {
-        self.links.get(name)
-    }
-}
-
-/// Why a plan cannot be made; each is one line an administrator can act on.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PlanError {
-    #[error("bridge {bridge}: no such bridge (create it, or name it as `bridge` in the bridge mode file so that vifnet creates it)")]
-    NoBridge { bridge: String },
-    #[error("bridge {bridge}: {bridge} exists but is not a bridge")]
-    NotABridge { bridge: String },
-    #[error("vifname {to}: cannot rename {from}: an interface named {to} already exists")]
-    NameTaken { from: String, to: String },
-    #[error("{name}: no such device")]
-    NoDevice { name: String },
 }
 
 /// Xen's fallback: a vif naming `xenbrN` that does not exist joins `ethN` when that is a
@@ -101,7 +54,7 @@ pub fn fallback_names(vif: &BridgedVif, facts: &Facts) -> Vec<String> {
 }
 
 /// Elements a vif's record stands for (none without antispoofing).
-pub fn record_elements(rec: &VifRecord) -> Vec<Elem> {
+pub fn record_elements(rec: &BridgeVifRecord) -> Vec<Elem> {
     match (rec.antispoof, rec.guest_mac) {
         (true, Some(mac)) => guest_elements(&rec.name, mac, &rec.ips),
         _ => Vec::new(),
@@ -114,9 +67,8 @@ pub fn create_own_bridge(name: &IfName) -> Step {
 }
 
 /// What a vif gets in bridge mode, as its journal records it.
-pub fn record(vif: &BridgedVif, bridge: IfName, mtu: u32) -> VifRecord {
-    VifRecord {
-        mode: "bridge".into(),
+pub fn record(vif: &BridgedVif, bridge: IfName, mtu: u32) -> BridgeVifRecord {
+    BridgeVifRecord {
         kernel_name: vif.kernel_name.clone(),
         name: vif.name.clone(),
         dev_type: vif.dev_type,
@@ -154,13 +106,13 @@ pub fn network_stop(
             p
         }
     };
-    plan.push(Step::DeleteNftTableIfUnused);
+    plan.push(Step::DeleteNftTableIfUnused(Table::Bridge));
     Ok(plan)
 }
 
 /// `online` / `add`: bring one vif onto its bridge. `previous` is its journal, if any,
 /// so that a repeated online changes only what differs.
-pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Option<&VifRecord>) -> Result<(Plan, VifRecord), PlanError> {
+pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Option<&BridgeVifRecord>) -> Result<(Plan, BridgeVifRecord), PlanError> {
     let mut plan = Plan::default();
 
     // The bridge: as named, Xen's xenbrN -> ethN fallback, or ours to create.
@@ -178,20 +130,7 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
     };
 
     // The device, renamed to `vifname` if asked; a second online finds it renamed already.
-    let kernel = facts.link(vif.kernel_name.as_str());
-    let wanted = facts.link(vif.name.as_str());
-    if vif.name != vif.kernel_name {
-        match (kernel, wanted) {
-            (Some(_), Some(_)) => {
-                return Err(PlanError::NameTaken { from: vif.kernel_name.to_string(), to: vif.name.to_string() })
-            }
-            (Some(_), None) => plan.push(Step::Rename { from: vif.kernel_name.clone(), to: vif.name.clone() }),
-            (None, Some(_)) => {}
-            (None, None) => return Err(PlanError::NoDevice { name: vif.kernel_name.to_string() }),
-        }
-    } else if kernel.is_none() {
-        return Err(PlanError::NoDevice { name: vif.kernel_name.to_string() });
-    }
+    plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, facts)?);
 
     let record = record(vif, bridge.clone(), vif.mtu.unwrap_or(bridge_mtu));
 
@@ -199,10 +138,10 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
     let old = previous.map(record_elements).unwrap_or_default();
     let changes = diff(&old, &record_elements(&record));
     if record.antispoof {
-        plan.push(Step::EnsureNftTable);
+        plan.push(Step::EnsureNftTable(Table::Bridge));
     }
     if !changes.is_empty() {
-        plan.push(Step::NftElements(changes));
+        plan.push(Step::NftElements(Table::Bridge, changes));
     }
     plan.push(Step::AttachPort { port: record.name.clone(), bridge, mtu: record.mtu });
     Ok((plan, record))
@@ -212,11 +151,11 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
 /// Deleting set elements ends in an RCU grace period the kernel waits out when our
 /// netlink socket closes; sent first, that wait overlaps the rest of the teardown. The
 /// guest is being destroyed, so its port being unguarded for that instant is harmless.
-pub fn vif_down(rec: &VifRecord) -> Plan {
+pub fn vif_down(rec: &BridgeVifRecord) -> Plan {
     let mut plan = Plan::default();
     let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
     if !deletes.is_empty() {
-        plan.push(Step::NftElements(deletes));
+        plan.push(Step::NftElements(Table::Bridge, deletes));
     }
     plan.push(Step::DetachPort { port: rec.name.clone() });
     plan
@@ -276,7 +215,7 @@ mod tests {
         let (_, rec) = vif_up(&vif("vif5.0", "192.0.2.5"), &mode(), &f, None).unwrap();
         let (plan, rec2) = vif_up(&vif("vif5.0", "192.0.2.5"), &mode(), &f, Some(&rec)).unwrap();
         assert_eq!(rec, rec2);
-        assert!(!plan.steps.iter().any(|s| matches!(s, Step::NftElements(_))));
+        assert!(!plan.steps.iter().any(|s| matches!(s, Step::NftElements(..))));
     }
 
     #[test]
@@ -328,7 +267,7 @@ mod tests {
         ours.ours = true;
         let steps = |b: Option<&LinkFacts>, ports: &[String]| network_stop(&mode(), b, ports, None).unwrap().steps;
         assert!(matches!(steps(Some(&ours), &[])[0], Step::DeleteLink { .. }));
-        assert_eq!(steps(Some(&ours), &["vif1.0".into()]), vec![Step::DeleteNftTableIfUnused], "a guest is still on it");
-        assert_eq!(steps(Some(&link(3, true)), &[]), vec![Step::DeleteNftTableIfUnused], "the administrator's bridge stays");
+        assert_eq!(steps(Some(&ours), &["vif1.0".into()]), vec![Step::DeleteNftTableIfUnused(Table::Bridge)], "a guest is still on it");
+        assert_eq!(steps(Some(&link(3, true)), &[]), vec![Step::DeleteNftTableIfUnused(Table::Bridge)], "the administrator's bridge stays");
     }
 }

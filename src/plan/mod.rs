@@ -7,12 +7,82 @@ pub mod route;
 pub mod simulate;
 pub mod takeover;
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{IfName, MacAddr};
+use crate::names::ROUTE_PROTOCOL;
+
+/// What `observe` read about one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkFacts {
+    pub index: u32,
+    /// The link kind the kernel reports (`bridge`, `dummy`, `veth`...), if any.
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub master: Option<u32>,
+    pub up: bool,
+    pub mac: Option<MacAddr>,
+    /// Carries our alias: vifnet created it and may delete it.
+    pub ours: bool,
+}
+
+impl LinkFacts {
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
+}
+
+/// The links a plan depends on, by name (absent = no such link).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub links: BTreeMap<String, LinkFacts>,
+}
+
+impl Facts {
+    pub fn link(&self, name: &str) -> Option<&LinkFacts> {
+        self.links.get(name)
+    }
+}
+
+/// Why a plan cannot be made; each is one line an administrator can act on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("uplink_proxy: there is no uplink to answer on (no netdev set, and no default route to take it from)")]
+    NoUplink,
+    #[error("bridge {bridge}: no such bridge (create it, or name it as `bridge` in the bridge mode file so that vifnet creates it)")]
+    NoBridge { bridge: String },
+    #[error("bridge {bridge}: {bridge} exists but is not a bridge")]
+    NotABridge { bridge: String },
+    #[error("vifname {to}: cannot rename {from}: an interface named {to} already exists")]
+    NameTaken { from: String, to: String },
+    #[error("{name}: no such device")]
+    NoDevice { name: String },
+}
+
+/// The steps that give a guest's device the name it must have: a rename to `vifname`, or
+/// nothing when a second online finds it renamed already.
+pub fn device_steps(kernel_name: &IfName, name: &IfName, facts: &Facts) -> Result<Option<Step>, PlanError> {
+    let kernel = facts.link(kernel_name.as_str());
+    let wanted = facts.link(name.as_str());
+    if name == kernel_name {
+        return match kernel {
+            Some(_) => Ok(None),
+            None => Err(PlanError::NoDevice { name: kernel_name.to_string() }),
+        };
+    }
+    match (kernel, wanted) {
+        (Some(_), Some(_)) => Err(PlanError::NameTaken { from: kernel_name.to_string(), to: name.to_string() }),
+        (Some(_), None) => Ok(Some(Step::Rename { from: kernel_name.clone(), to: name.clone() })),
+        (None, Some(_)) => Ok(None),
+        (None, None) => Err(PlanError::NoDevice { name: kernel_name.to_string() }),
+    }
+}
 
 /// One change on the host. Every step is idempotent: applying it twice is applying it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +90,8 @@ pub enum Step {
     /// Create the bridge if it does not exist (stp off, forward delay 0), marked as ours.
     CreateBridge { name: IfName, mac: Option<MacAddr>, mtu: Option<u32> },
     /// Create a dummy link if it does not exist (the kernel loads the driver on demand),
-    /// marked as ours.
-    CreateDummy { name: IfName },
+    /// marked as ours. `no_driver_hint` is added to the error of a kernel without the driver.
+    CreateDummy { name: IfName, no_driver_hint: Option<&'static str> },
     /// Delete a link we created (missing is success).
     DeleteLink { name: IfName },
     /// Rename a link (it must be down); done when `to` already carries the device.
@@ -30,12 +100,32 @@ pub enum Step {
     AttachPort { port: IfName, bridge: IfName, mtu: u32 },
     /// Take a port out of its bridge and down; a link that is gone already is success.
     DetachPort { port: IfName },
-    /// Create our nftables table with its sets and rules if it is missing (one transaction).
-    EnsureNftTable,
-    /// Delete our nftables table if its sets are empty (no guest depends on it any more).
-    DeleteNftTableIfUnused,
-    /// Add and delete set elements, all in one nftables transaction.
-    NftElements(Vec<nft::ElemChange>),
+    /// Bring a link up, with this MTU if one is given.
+    LinkUp { dev: IfName, mtu: Option<u32> },
+    /// Take a link down; a link that is gone already is success.
+    LinkDown { dev: IfName },
+    /// Write a sysctl (`key` in slash form under /proc/sys) that reads `from` now.
+    Sysctl { key: String, from: String, to: String },
+    /// Write our sysctl drop-in with these settings (None: remove it).
+    SysctlDropIn(Option<Vec<(String, String)>>),
+    /// Add an address (IPv6 without duplicate address detection: it is usable at once).
+    AddAddress { dev: IfName, addr: IpNetwork },
+    DelAddress { dev: IfName, addr: IpNetwork },
+    /// A route to `dest` through `dev`, with our protocol number and this metric.
+    AddRoute { dest: IpNetwork, dev: IfName, metric: u32 },
+    DelRoute { dest: IpNetwork, dev: IfName, metric: u32 },
+    /// A proxy ARP / proxy NDP entry: the host answers for `addr` on `dev`.
+    AddProxy { dev: IfName, addr: IpAddr },
+    DelProxy { dev: IfName, addr: IpAddr },
+    /// A gratuitous ARP or unsolicited neighbour advertisement on `dev` for each address,
+    /// with `dev`'s MAC: upstream learns at once where a restored or migrated guest is.
+    Announce { dev: IfName, addrs: Vec<IpAddr> },
+    /// Create one of our nftables tables with its sets and rules if it is missing (one transaction).
+    EnsureNftTable(nft::Table),
+    /// Delete one of our nftables tables if its sets are empty (no guest depends on it any more).
+    DeleteNftTableIfUnused(nft::Table),
+    /// Add and delete set elements of one table, all in one nftables transaction.
+    NftElements(nft::Table, Vec<nft::ElemChange>),
     /// Moving an uplink's addresses and routes (takeover and its undo).
     Uplink(takeover::UplinkStep),
 }
@@ -65,7 +155,7 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
-            Step::CreateDummy { name } => write!(f, "ip link add {name} type dummy (if missing)"),
+            Step::CreateDummy { name, .. } => write!(f, "ip link add {name} type dummy (if missing)"),
             Step::DeleteLink { name } => write!(f, "ip link del {name} (if present)"),
             Step::Rename { from, to } => write!(f, "ip link set {from} down name {to}"),
             Step::AttachPort { port, bridge, mtu } => write!(
@@ -73,14 +163,43 @@ impl fmt::Display for Step {
                 "ip link set {port} down address fe:ff:ff:ff:ff:ff; ip addr flush dev {port}; ip link set {port} mtu {mtu} master {bridge} up"
             ),
             Step::DetachPort { port } => write!(f, "ip link set {port} down nomaster (if present)"),
-            Step::EnsureNftTable => write!(f, "nft -f <table bridge vifnet> (if missing)"),
-            Step::DeleteNftTableIfUnused => write!(f, "nft delete table bridge vifnet (if its sets are empty)"),
-            Step::NftElements(changes) => {
-                let lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+            Step::LinkUp { dev, mtu: Some(mtu) } => write!(f, "ip link set {dev} mtu {mtu} up"),
+            Step::LinkUp { dev, mtu: None } => write!(f, "ip link set {dev} up"),
+            Step::LinkDown { dev } => write!(f, "ip link set {dev} down (if present)"),
+            Step::Sysctl { key, from, to } => write!(f, "sysctl -w {key}={to} (was {from})"),
+            Step::SysctlDropIn(Some(lines)) => {
+                let lines: Vec<String> = lines.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                write!(f, "write sysctl drop-in {} <<< '{}'", crate::names::SYSCTL_DROPIN, lines.join("; "))
+            }
+            Step::SysctlDropIn(None) => write!(f, "rm -f sysctl drop-in {}", crate::names::SYSCTL_DROPIN),
+            Step::AddAddress { dev, addr } => write!(f, "ip addr add {addr} dev {dev}{}", nodad(addr)),
+            Step::DelAddress { dev, addr } => write!(f, "ip addr del {addr} dev {dev} (if present)"),
+            Step::AddRoute { dest, dev, metric } => write!(f, "ip route add {dest} dev {dev} proto {ROUTE_PROTOCOL} metric {metric}"),
+            Step::DelRoute { dest, dev, metric } => {
+                write!(f, "ip route del {dest} dev {dev} proto {ROUTE_PROTOCOL} metric {metric} (if present)")
+            }
+            Step::AddProxy { dev, addr } => write!(f, "ip neigh add proxy {addr} dev {dev} proto {ROUTE_PROTOCOL}"),
+            Step::DelProxy { dev, addr } => write!(f, "ip neigh del proxy {addr} dev {dev} (if present)"),
+            Step::Announce { dev, addrs } => {
+                let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                write!(f, "announce {} at {dev}'s MAC on {dev} (gratuitous ARP / unsolicited NA)", addrs.join(" "))
+            }
+            Step::EnsureNftTable(table) => write!(f, "nft -f <table {table}> (if missing)"),
+            Step::DeleteNftTableIfUnused(table) => write!(f, "nft delete table {table} (if its sets are empty)"),
+            Step::NftElements(table, changes) => {
+                let lines: Vec<String> = changes.iter().map(|c| c.in_table(*table)).collect();
                 write!(f, "nft -f - <<< '{}'", lines.join("; "))
             }
             Step::Uplink(s) => write!(f, "{s}"),
         }
+    }
+}
+
+fn nodad(addr: &IpNetwork) -> &'static str {
+    if addr.is_ipv6() {
+        " nodad"
+    } else {
+        ""
     }
 }
 
@@ -96,8 +215,30 @@ impl fmt::Display for Plan {
 /// What a vif got, as written to its journal before applying (design.md §4): offline
 /// undoes exactly this, even when xenstore and the device are gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VifRecord {
-    pub mode: String,
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum VifJournal {
+    Bridge(BridgeVifRecord),
+    Route(route::RouteVifRecord),
+}
+
+impl VifJournal {
+    pub fn kernel_name(&self) -> &IfName {
+        match self {
+            VifJournal::Bridge(r) => &r.kernel_name,
+            VifJournal::Route(r) => &r.kernel_name,
+        }
+    }
+    pub fn mode(&self) -> &'static str {
+        match self {
+            VifJournal::Bridge(_) => "bridge",
+            VifJournal::Route(_) => "route",
+        }
+    }
+}
+
+/// A bridged vif's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeVifRecord {
     pub kernel_name: IfName,
     pub name: IfName,
     pub dev_type: crate::model::DevType,

@@ -1,10 +1,16 @@
-//! Route mode: the host routes for its guests (what Xen's network-route / vif-route did,
-//! with IPv6, filtering, and a gateway for a routed public block).
+//! Route mode (design.md §3): the host routes for its guests. What Xen's network-route and
+//! vif-route did, with IPv6, a gateway for a routed public block, per-address proxying and
+//! source filtering. Pure: facts in, plan out.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{GatewayKind, IfName};
+use super::nft::{diff, routed_guest_elements, ElemChange, Table};
+use super::{bridge, device_steps, Facts, LinkFacts, Plan, PlanError, Step};
+use crate::model::{DevType, GatewayKind, IfName, RoutedVif};
 
 /// Host-wide settings of route mode (modes/route.toml, then arguments).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,4 +24,486 @@ pub struct RouteMode {
     /// One proxy ARP / NDP entry on the uplink per guest address.
     pub uplink_proxy: bool,
     pub antispoof: bool,
+}
+
+/// What `observe` read for the host-wide part.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `netdev`, else the device of the default route; None when there is neither.
+    pub uplink: Option<IfName>,
+    /// Current values of the sysctls in `sysctl_keys` (a key that is missing, e.g. with
+    /// IPv6 disabled, is absent).
+    pub sysctls: BTreeMap<String, String>,
+    pub gateway_link: Option<LinkFacts>,
+    /// The addresses the gateway link holds now.
+    pub gateway_link_addrs: Vec<IpNetwork>,
+}
+
+/// A sysctl the host-wide part changed, and what it was before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysctlChange {
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// What the host-wide part did (`<state>/route.json`): `network route stop` undoes exactly this.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The uplink found at start: where guests' proxy entries and announcements go.
+    pub uplink: Option<IfName>,
+    pub sysctls: Vec<SysctlChange>,
+    /// The link holding the gateway addresses, if there is a gateway.
+    pub gateway_link: Option<IfName>,
+    /// We created the gateway link, so stop deletes it.
+    pub created_link: bool,
+    /// The gateway addresses we added to the link (none that it had already).
+    pub gateway_addrs: Vec<IpNetwork>,
+}
+
+/// A routed vif's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteVifRecord {
+    pub kernel_name: IfName,
+    pub name: IfName,
+    pub dev_type: DevType,
+    /// The guest's addresses: a route to each, and its allowed sources.
+    pub ips: Vec<IpNetwork>,
+    pub antispoof: bool,
+    pub metric: u32,
+    pub mtu: Option<u32>,
+    /// The host's addresses on the vif (/32, /128): the guest's gateway answers there.
+    pub answered: Vec<IpNetwork>,
+    /// The uplink that answers for the guest's addresses, and those addresses.
+    pub proxy_dev: Option<IfName>,
+    pub proxied: Vec<IpAddr>,
+}
+
+/// The value route mode wants for `key`, given its current value `now`; None: leave it.
+fn wanted(key: &str, now: &str) -> Option<&'static str> {
+    if key.ends_with("/accept_ra") {
+        // Forwarding makes the kernel ignore router advertisements unless accept_ra is 2:
+        // an uplink that took them keeps its autoconfigured address and default route.
+        return (now == "1").then_some("2");
+    }
+    Some("1")
+}
+
+/// The sysctls the host-wide part may set, in slash form under /proc/sys.
+pub fn sysctl_keys(mode: &RouteMode, uplink: Option<&IfName>) -> Vec<String> {
+    let mut keys = vec!["net/ipv4/ip_forward".to_string(), "net/ipv6/conf/all/forwarding".to_string()];
+    if let Some(up) = uplink {
+        keys.push(format!("net/ipv6/conf/{up}/accept_ra"));
+        if mode.uplink_proxy {
+            // Lets the kernel answer neighbour solicitations from explicit proxy entries
+            // only; nothing is answered interface-wide.
+            keys.push(format!("net/ipv6/conf/{up}/proxy_ndp"));
+        }
+    }
+    keys
+}
+
+/// `network route start`, and the first `vif route online` (libxl runs no network script):
+/// forwarding, the uplink's router advertisements, our sysctl drop-in, the gateway link
+/// with its addresses, and the `inet vifnet` table.
+pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord), PlanError> {
+    if mode.uplink_proxy && facts.uplink.is_none() {
+        return Err(PlanError::NoUplink);
+    }
+    let mut plan = Plan::default();
+    let mut rec = HostRecord { uplink: facts.uplink.clone(), ..Default::default() };
+    let mut dropin = Vec::new();
+    for key in sysctl_keys(mode, facts.uplink.as_ref()) {
+        let Some(now) = facts.sysctls.get(&key) else { continue };
+        let Some(to) = wanted(&key, now) else { continue };
+        if now != to {
+            plan.push(Step::Sysctl { key: key.clone(), from: now.clone(), to: to.into() });
+            rec.sysctls.push(SysctlChange { key: key.clone(), old: now.clone(), new: to.into() });
+        }
+        dropin.push((key, to.to_string()));
+    }
+    plan.push(Step::SysctlDropIn(Some(dropin)));
+    if !mode.gateway.is_empty() {
+        let link = &mode.gateway_link;
+        if facts.gateway_link.is_none() {
+            plan.push(match mode.gateway_kind {
+                GatewayKind::Dummy => Step::CreateDummy {
+                    name: link.clone(),
+                    no_driver_hint: Some("set gateway_kind = \"bridge\" in the route mode file (a bridge without ports holds the gateway instead)"),
+                },
+                GatewayKind::Bridge => bridge::create_own_bridge(link),
+            });
+            rec.created_link = true;
+        }
+        plan.push(Step::LinkUp { dev: link.clone(), mtu: None });
+        for gw in &mode.gateway {
+            if !facts.gateway_link_addrs.contains(gw) {
+                plan.push(Step::AddAddress { dev: link.clone(), addr: *gw });
+                rec.gateway_addrs.push(*gw);
+            }
+        }
+        rec.gateway_link = Some(link.clone());
+    }
+    if mode.antispoof {
+        plan.push(Step::EnsureNftTable(Table::Inet));
+    }
+    Ok((plan, rec))
+}
+
+/// `network route stop`: the reverse of `rec`, firewall first. A sysctl goes back only if
+/// it still has our value: one the administrator changed since is theirs.
+pub fn host_down(rec: &HostRecord, facts: &HostFacts) -> Plan {
+    let mut plan = Plan::default();
+    plan.push(Step::DeleteNftTableIfUnused(Table::Inet));
+    if let Some(link) = &rec.gateway_link {
+        if rec.created_link {
+            plan.push(Step::DeleteLink { name: link.clone() });
+        } else {
+            for gw in &rec.gateway_addrs {
+                plan.push(Step::DelAddress { dev: link.clone(), addr: *gw });
+            }
+        }
+    }
+    plan.push(Step::SysctlDropIn(None));
+    for c in rec.sysctls.iter().rev() {
+        if facts.sysctls.get(&c.key) == Some(&c.new) {
+            plan.push(Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() });
+        }
+    }
+    plan
+}
+
+/// Xen's metrics: an HVM guest's tap (1) and vif (2) routes to the same address coexist,
+/// and the emulated nic wins while it exists.
+pub fn metric(dev_type: DevType) -> u32 {
+    match dev_type {
+        DevType::Tap => 1,
+        DevType::Vif => 2,
+    }
+}
+
+fn host_prefix(addr: IpAddr) -> IpNetwork {
+    IpNetwork::new(addr, if addr.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid")
+}
+
+/// The host addresses a vif holds, so that the guest's gateway answers on it: the
+/// gateway's; without a gateway, the uplink's first address of each family (what Xen's
+/// vif-route put on every vif, so guests configured for it keep working).
+pub fn answered(mode: &RouteMode, uplink_addrs: &[IpNetwork]) -> Vec<IpNetwork> {
+    let from = if mode.gateway.is_empty() { uplink_addrs } else { &mode.gateway };
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for v4 in [true, false] {
+        if let Some(a) = from.iter().find(|a| a.is_ipv4() == v4) {
+            out.push(host_prefix(a.ip()));
+        }
+    }
+    out
+}
+
+/// Elements a vif's record stands for (none without antispoofing).
+pub fn record_elements(rec: &RouteVifRecord) -> Vec<super::nft::Elem> {
+    if rec.antispoof {
+        routed_guest_elements(&rec.name, &rec.ips)
+    } else {
+        Vec::new()
+    }
+}
+
+/// What a vif gets in route mode. `answered` comes from `answered()`.
+pub fn record(vif: &RoutedVif, mode: &RouteMode, host: &HostRecord, answered: Vec<IpNetwork>) -> RouteVifRecord {
+    // Proxy entries are per address; a prefix in ip= is left to upstream's routing.
+    let proxied: Vec<IpAddr> =
+        if mode.uplink_proxy { vif.ips.iter().filter(|n| super::nft::is_host(n)).map(|n| n.ip()).collect() } else { Vec::new() };
+    RouteVifRecord {
+        kernel_name: vif.kernel_name.clone(),
+        name: vif.name.clone(),
+        dev_type: vif.dev_type,
+        ips: vif.ips.clone(),
+        antispoof: vif.antispoof,
+        metric: metric(vif.dev_type),
+        mtu: vif.mtu,
+        answered,
+        proxy_dev: if proxied.is_empty() { None } else { host.uplink.clone() },
+        proxied,
+    }
+}
+
+/// The host state one record stands for, as steps that make it (or, `down`, remove it).
+fn vif_state_steps(rec: &RouteVifRecord, down: bool) -> Vec<Step> {
+    let dev = &rec.name;
+    let mut steps = Vec::new();
+    for addr in &rec.answered {
+        steps.push(match down {
+            false => Step::AddAddress { dev: dev.clone(), addr: *addr },
+            true => Step::DelAddress { dev: dev.clone(), addr: *addr },
+        });
+    }
+    for dest in &rec.ips {
+        let (dest, dev, metric) = (*dest, dev.clone(), rec.metric);
+        steps.push(if down { Step::DelRoute { dest, dev, metric } } else { Step::AddRoute { dest, dev, metric } });
+    }
+    if let Some(up) = &rec.proxy_dev {
+        for addr in &rec.proxied {
+            let (dev, addr) = (up.clone(), *addr);
+            steps.push(if down { Step::DelProxy { dev, addr } } else { Step::AddProxy { dev, addr } });
+        }
+    }
+    if down {
+        steps.reverse();
+    }
+    steps
+}
+
+/// `online` / `add`: route one vif. `previous` is its journal, if any: a repeated online
+/// removes what is no longer wanted and (re)adds the rest, which is idempotent.
+pub fn vif_up(
+    vif: &RoutedVif,
+    mode: &RouteMode,
+    host: &HostRecord,
+    facts: &Facts,
+    answered: Vec<IpNetwork>,
+    previous: Option<&RouteVifRecord>,
+) -> Result<(Plan, RouteVifRecord), PlanError> {
+    let mut plan = Plan::default();
+    plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, facts)?);
+    let rec = record(vif, mode, host, answered);
+
+    // Firewall before the link is up, so that no packet of the guest passes unchecked.
+    let old = previous.map(record_elements).unwrap_or_default();
+    let changes = diff(&old, &record_elements(&rec));
+    if rec.antispoof {
+        plan.push(Step::EnsureNftTable(Table::Inet));
+    }
+    if !changes.is_empty() {
+        plan.push(Step::NftElements(Table::Inet, changes));
+    }
+    if let Some(prev) = previous {
+        let keep = vif_state_steps(&rec, false);
+        let stale = vif_state_steps(prev, true).into_iter().filter(|s| !undo_is_in(s, &keep));
+        plan.steps.extend(stale);
+    }
+    plan.push(Step::LinkUp { dev: rec.name.clone(), mtu: rec.mtu });
+    plan.steps.extend(vif_state_steps(&rec, false));
+    if let Some(up) = &rec.proxy_dev {
+        plan.push(Step::Announce { dev: up.clone(), addrs: rec.proxied.clone() });
+    }
+    Ok((plan, rec))
+}
+
+/// Whether the removal `del` takes away something `adds` makes.
+fn undo_is_in(del: &Step, adds: &[Step]) -> bool {
+    adds.iter().any(|a| match (del, a) {
+        (Step::DelAddress { dev, addr }, Step::AddAddress { dev: d, addr: a }) => dev == d && addr == a,
+        (Step::DelRoute { dest, dev, metric }, Step::AddRoute { dest: t, dev: d, metric: m }) => dest == t && dev == d && metric == m,
+        (Step::DelProxy { dev, addr }, Step::AddProxy { dev: d, addr: a }) => dev == d && addr == a,
+        _ => false,
+    })
+}
+
+/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first (its
+/// RCU wait then overlaps the rest, as in bridge mode).
+pub fn vif_down(rec: &RouteVifRecord) -> Plan {
+    let mut plan = Plan::default();
+    let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
+    if !deletes.is_empty() {
+        plan.push(Step::NftElements(Table::Inet, deletes));
+    }
+    plan.steps.extend(vif_state_steps(rec, true));
+    plan.push(Step::LinkDown { dev: rec.name.clone() });
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse_ip_list;
+
+    fn name(s: &str) -> IfName {
+        IfName::parse("t", s).unwrap()
+    }
+    fn mode(gateway: &str, proxy: bool) -> RouteMode {
+        RouteMode {
+            netdev: None,
+            gateway: crate::model::parse_gateway("t", gateway).unwrap(),
+            gateway_link: name("dummy0"),
+            gateway_kind: GatewayKind::Dummy,
+            uplink_proxy: proxy,
+            antispoof: true,
+        }
+    }
+    fn host_facts(sysctls: &[(&str, &str)]) -> HostFacts {
+        HostFacts {
+            uplink: Some(name("eth0")),
+            sysctls: sysctls.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            gateway_link: None,
+            gateway_link_addrs: Vec::new(),
+        }
+    }
+    fn lines(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.to_string()).collect()
+    }
+    fn vif(ips: &str, dev_type: DevType) -> RoutedVif {
+        RoutedVif {
+            kernel_name: name("vif5.0"),
+            name: name("vif5.0"),
+            dev_type,
+            ips: parse_ip_list("t", ips).unwrap(),
+            mtu: None,
+            antispoof: true,
+        }
+    }
+    fn link() -> LinkFacts {
+        LinkFacts { index: 7, kind: Some("veth".into()), mtu: 1500, master: None, up: false, mac: None, ours: false }
+    }
+    fn facts() -> Facts {
+        Facts { links: [("vif5.0".to_string(), link())].into() }
+    }
+
+    const DEFAULTS: &[(&str, &str)] = &[
+        ("net/ipv4/ip_forward", "0"),
+        ("net/ipv6/conf/all/forwarding", "0"),
+        ("net/ipv6/conf/eth0/accept_ra", "1"),
+        ("net/ipv6/conf/eth0/proxy_ndp", "0"),
+    ];
+
+    #[test]
+    fn start_forwards_keeps_router_advertisements_and_makes_the_gateway() {
+        let (plan, rec) = host_up(&mode("80.68.86.193/29 2001:db8:42::1/64", true), &host_facts(DEFAULTS)).unwrap();
+        assert_eq!(
+            lines(&plan),
+            [
+                "sysctl -w net/ipv4/ip_forward=1 (was 0)",
+                "sysctl -w net/ipv6/conf/all/forwarding=1 (was 0)",
+                "sysctl -w net/ipv6/conf/eth0/accept_ra=2 (was 1)",
+                "sysctl -w net/ipv6/conf/eth0/proxy_ndp=1 (was 0)",
+                "write sysctl drop-in 99-vifnet-route.conf <<< 'net/ipv4/ip_forward = 1; net/ipv6/conf/all/forwarding = 1; net/ipv6/conf/eth0/accept_ra = 2; net/ipv6/conf/eth0/proxy_ndp = 1'",
+                "ip link add dummy0 type dummy (if missing)",
+                "ip link set dummy0 up",
+                "ip addr add 80.68.86.193/29 dev dummy0",
+                "ip addr add 2001:db8:42::1/64 dev dummy0 nodad",
+                "nft -f <table inet vifnet> (if missing)",
+            ]
+        );
+        assert!(rec.created_link && rec.sysctls.len() == 4 && rec.gateway_addrs.len() == 2);
+        // stop: the exact reverse, each sysctl back to what it was.
+        let after: Vec<(&str, &str)> = vec![
+            ("net/ipv4/ip_forward", "1"),
+            ("net/ipv6/conf/all/forwarding", "1"),
+            ("net/ipv6/conf/eth0/accept_ra", "2"),
+            ("net/ipv6/conf/eth0/proxy_ndp", "1"),
+        ];
+        assert_eq!(
+            lines(&host_down(&rec, &host_facts(&after))),
+            [
+                "nft delete table inet vifnet (if its sets are empty)",
+                "ip link del dummy0 (if present)",
+                "rm -f sysctl drop-in 99-vifnet-route.conf",
+                "sysctl -w net/ipv6/conf/eth0/proxy_ndp=0 (was 1)",
+                "sysctl -w net/ipv6/conf/eth0/accept_ra=1 (was 2)",
+                "sysctl -w net/ipv6/conf/all/forwarding=0 (was 1)",
+                "sysctl -w net/ipv4/ip_forward=0 (was 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn start_changes_only_what_differs_and_stop_leaves_what_the_administrator_changed() {
+        let set = [("net/ipv4/ip_forward", "1"), ("net/ipv6/conf/all/forwarding", "0"), ("net/ipv6/conf/eth0/accept_ra", "0")];
+        let mut m = mode("", false);
+        m.antispoof = false;
+        let (plan, rec) = host_up(&m, &host_facts(&set)).unwrap();
+        assert_eq!(
+            lines(&plan),
+            [
+                "sysctl -w net/ipv6/conf/all/forwarding=1 (was 0)",
+                "write sysctl drop-in 99-vifnet-route.conf <<< 'net/ipv4/ip_forward = 1; net/ipv6/conf/all/forwarding = 1'",
+            ],
+            "accept_ra 0 (no RAs used) stays; no gateway, no link"
+        );
+        let changed_since = [("net/ipv6/conf/all/forwarding", "0")];
+        assert!(!lines(&host_down(&rec, &host_facts(&changed_since))).iter().any(|l| l.starts_with("sysctl")));
+    }
+
+    #[test]
+    fn an_existing_gateway_link_is_used_and_kept() {
+        let mut f = host_facts(DEFAULTS);
+        f.gateway_link = Some(link());
+        f.gateway_link_addrs = crate::model::parse_gateway("t", "80.68.86.193/29").unwrap();
+        let (plan, rec) = host_up(&mode("80.68.86.193/29 2001:db8:42::1/64", false), &f).unwrap();
+        assert!(!lines(&plan).iter().any(|l| l.contains("link add") || l.contains("80.68.86.193")));
+        assert!(!rec.created_link);
+        assert_eq!(lines(&host_down(&rec, &f))[1], "ip addr del 2001:db8:42::1/64 dev dummy0 (if present)");
+    }
+
+    #[test]
+    fn the_bridge_kind_makes_a_portless_bridge_and_proxying_needs_an_uplink() {
+        let mut m = mode("80.68.86.193/29", false);
+        m.gateway_kind = GatewayKind::Bridge;
+        let (plan, _) = host_up(&m, &host_facts(DEFAULTS)).unwrap();
+        assert!(lines(&plan).iter().any(|l| l.starts_with("ip link add dummy0 type bridge")));
+        let mut f = host_facts(DEFAULTS);
+        f.uplink = None;
+        assert_eq!(host_up(&mode("", true), &f).unwrap_err(), PlanError::NoUplink);
+    }
+
+    #[test]
+    fn online_routes_answers_proxies_and_announces_and_offline_reverses_it() {
+        let m = mode("80.68.86.193/29 2001:db8:42::1/64", true);
+        let host = HostRecord { uplink: Some(name("eth0")), ..Default::default() };
+        let v = vif("80.68.86.194 2001:db8:42::194 10.9.0.0/24", DevType::Vif);
+        let (plan, rec) = vif_up(&v, &m, &host, &facts(), answered(&m, &[]), None).unwrap();
+        assert_eq!(
+            lines(&plan),
+            [
+                "nft -f <table inet vifnet> (if missing)",
+                "nft -f - <<< 'add element inet vifnet guarded { \"vif5.0\" }; add element inet vifnet vif_ip4 { \"vif5.0\" . 80.68.86.194 }; add element inet vifnet vif_ip6 { \"vif5.0\" . 2001:db8:42::194 }; add element inet vifnet vif_net4 { \"vif5.0\" . 10.9.0.0/24 }'",
+                "ip link set vif5.0 up",
+                "ip addr add 80.68.86.193/32 dev vif5.0",
+                "ip addr add 2001:db8:42::1/128 dev vif5.0 nodad",
+                "ip route add 80.68.86.194/32 dev vif5.0 proto 118 metric 2",
+                "ip route add 2001:db8:42::194/128 dev vif5.0 proto 118 metric 2",
+                "ip route add 10.9.0.0/24 dev vif5.0 proto 118 metric 2",
+                "ip neigh add proxy 80.68.86.194 dev eth0 proto 118",
+                "ip neigh add proxy 2001:db8:42::194 dev eth0 proto 118",
+                "announce 80.68.86.194 2001:db8:42::194 at eth0's MAC on eth0 (gratuitous ARP / unsolicited NA)",
+            ]
+        );
+        assert_eq!(
+            lines(&vif_down(&rec)),
+            [
+                "nft -f - <<< 'delete element inet vifnet guarded { \"vif5.0\" }; delete element inet vifnet vif_ip4 { \"vif5.0\" . 80.68.86.194 }; delete element inet vifnet vif_ip6 { \"vif5.0\" . 2001:db8:42::194 }; delete element inet vifnet vif_net4 { \"vif5.0\" . 10.9.0.0/24 }'",
+                "ip neigh del proxy 2001:db8:42::194 dev eth0 (if present)",
+                "ip neigh del proxy 80.68.86.194 dev eth0 (if present)",
+                "ip route del 10.9.0.0/24 dev vif5.0 proto 118 metric 2 (if present)",
+                "ip route del 2001:db8:42::194/128 dev vif5.0 proto 118 metric 2 (if present)",
+                "ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)",
+                "ip addr del 2001:db8:42::1/128 dev vif5.0 (if present)",
+                "ip addr del 80.68.86.193/32 dev vif5.0 (if present)",
+                "ip link set vif5.0 down (if present)",
+            ]
+        );
+    }
+
+    #[test]
+    fn taps_get_metric_1_and_no_gateway_answers_for_the_uplink() {
+        let m = mode("", false);
+        let uplink = crate::model::parse_gateway("t", "198.51.100.2/24 2001:db8::2/64").unwrap();
+        assert_eq!(answered(&m, &uplink).iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["198.51.100.2/32", "2001:db8::2/128"]);
+        let (plan, rec) = vif_up(&vif("192.0.2.5", DevType::Tap), &m, &HostRecord::default(), &facts(), Vec::new(), None).unwrap();
+        assert_eq!(rec.metric, 1);
+        assert!(lines(&plan).contains(&"ip route add 192.0.2.5/32 dev vif5.0 proto 118 metric 1".to_string()));
+        assert!(!lines(&plan).iter().any(|l| l.contains("proxy") || l.contains("announce")));
+    }
+
+    #[test]
+    fn a_repeated_online_removes_only_what_changed() {
+        let m = mode("80.68.86.193/29", false);
+        let host = HostRecord::default();
+        let (_, first) = vif_up(&vif("80.68.86.194", DevType::Vif), &m, &host, &facts(), answered(&m, &[]), None).unwrap();
+        let (plan, _) = vif_up(&vif("80.68.86.195", DevType::Vif), &m, &host, &facts(), answered(&m, &[]), Some(&first)).unwrap();
+        let l = lines(&plan);
+        assert!(l.contains(&"ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)".to_string()), "{l:?}");
+        assert!(!l.iter().any(|s| s.starts_with("ip addr del")), "the gateway stays: {l:?}");
+        assert!(l.contains(&"ip route add 80.68.86.195/32 dev vif5.0 proto 118 metric 2".to_string()));
+    }
 }

@@ -279,7 +279,7 @@ pub fn creatable(netdev: &IfName) -> bool {
 /// enslave it; there is nothing on it to move, and the bridge keeps its own stable MAC.
 pub fn start_on_new_dummy(bridge: &IfName, bridge_exists: bool, netdev: &IfName) -> (Plan, TakeoverRecord) {
     let mut plan = Plan::default();
-    plan.push(Step::CreateDummy { name: netdev.clone() });
+    plan.push(Step::CreateDummy { name: netdev.clone(), no_driver_hint: None });
     if !bridge_exists {
         plan.push(super::bridge::create_own_bridge(bridge));
     }

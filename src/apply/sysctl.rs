@@ -1,0 +1,40 @@
+//! Sysctls: /proc/sys (per network namespace for net/), and our drop-in that keeps them
+//! across a `sysctl --system`.
+
+use std::path::PathBuf;
+
+use super::ApplyError;
+use crate::names::{SYSCTL_DIR, SYSCTL_DROPIN};
+
+/// Writes `value` to /proc/sys/`key` (slash form, so interface names with dots are safe).
+pub fn write(key: &str, value: &str) -> Result<(), ApplyError> {
+    std::fs::write(format!("/proc/sys/{key}"), value)
+        .map_err(|e| ApplyError::Failed { what: format!("sysctl {key}={value}"), message: e.to_string() })
+}
+
+/// The drop-in directory: `$VIFNET_SYSCTL_DIR` (tests), else /run/sysctl.d.
+fn dir() -> PathBuf {
+    std::env::var_os("VIFNET_SYSCTL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSCTL_DIR))
+}
+
+/// Writes our drop-in with these settings (through a rename: a reload never reads half
+/// of it), or removes it (`None`; a missing file is success).
+pub fn drop_in(lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
+    let dir = dir();
+    let path = dir.join(SYSCTL_DROPIN);
+    let fail = |e: std::io::Error| ApplyError::Failed { what: path.display().to_string(), message: e.to_string() };
+    let Some(lines) = lines else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
+            _ => Ok(()),
+        };
+    };
+    let mut text = String::from("# Written by vifnet (route mode) and removed by `vifnet network route stop`.\n");
+    for (k, v) in lines {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    let tmp = path.with_extension("conf.tmp");
+    std::fs::write(&tmp, text).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
