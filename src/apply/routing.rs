@@ -23,11 +23,20 @@ fn ok_if(r: Result<(), rtnetlink::Error>, done: &[i32], what: String) -> Result<
 
 /// An IPv6 address goes in without duplicate address detection: ours are the host's own
 /// (the gateway), and a tentative one would not answer the guest for a second or more.
+/// A single address (the gateway on a vif) gets no prefix route: the kernel would add a
+/// pointless route to it through every vif.
 pub async fn add_address(handle: &Handle, dev: &IfName, addr: IpNetwork) -> Result<(), ApplyError> {
     let index = link_index(handle, dev).await?;
     let mut req = handle.address().add(index, addr.ip(), addr.prefix());
+    let mut flags = AddressFlags::empty();
     if addr.is_ipv6() {
-        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        flags |= AddressFlags::Nodad;
+    }
+    if crate::plan::nft::is_host(&addr) {
+        flags |= AddressFlags::Noprefixroute;
+    }
+    if !flags.is_empty() {
+        req.message_mut().attributes.push(AddressAttribute::Flags(flags));
     }
     ok_if(req.execute().await, &[libc::EEXIST], format!("adding {addr} to {dev}"))
 }

@@ -179,7 +179,11 @@ async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conn
 /// Route mode's online. The host-wide part comes first when it has not run (libxl never
 /// calls `network route start`), in the same all-or-nothing plan.
 async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Connected> {
-    let mode = inputs::route_mode(call.inputs)?;
+    // Once the host-wide part has run, its settings hold (they may have come as
+    // `network route start` arguments); the mode file is still checked.
+    let file_mode = inputs::route_mode(call.inputs)?;
+    let started = state::read_route_host()?;
+    let mode = started.as_ref().map(|h| h.mode.clone()).unwrap_or(file_mode);
     let vif = inputs::routed_vif(call.inputs, &mode, call.dev_type)?;
     let prev = match &previous {
         Some(VifJournal::Route(r)) => Some(r),
@@ -187,7 +191,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
         None => None,
     };
     let handle = apply::connect()?;
-    let (mut plan, host, host_is_new) = match state::read_route_host()? {
+    let (mut plan, host, host_is_new) = match started {
         Some(h) => (Plan::default(), h, false),
         None => {
             let facts = observe::route_host(&handle, &mode).await?;
@@ -198,7 +202,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
     let facts = observe::facts(&handle, &[vif.kernel_name.to_string(), vif.name.to_string()]).await?;
     // Without a gateway the vif answers for the uplink's own addresses, as Xen's vif-route
     // did: libxl's `gatewaydev` (the `netdev` it passes) names the device, else the uplink.
-    let uplink_addrs = match (mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {
+    let uplink_addrs = match (host.mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {
         (false, _) => Vec::new(),
         (true, Some(dev)) => observe::global_addresses(&handle, &IfName::parse(&dev.at, dev.value.trim())?).await?,
         (true, None) => match &host.uplink {
@@ -206,7 +210,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
             None => Vec::new(),
         },
     };
-    let (vif_plan, record) = plan_route::vif_up(&vif, &mode, &host, &facts, plan_route::answered(&mode, &uplink_addrs), prev)?;
+    let (vif_plan, record) = plan_route::vif_up(&vif, &host, &facts, plan_route::answered(&host.mode, &uplink_addrs), prev)?;
     plan.steps.extend(vif_plan.steps);
     if call.print(&plan) {
         return Ok(None);
@@ -233,9 +237,9 @@ async fn down(call: &Call<'_>) -> Result<()> {
             let guessed = match call.args.mode.as_str() {
                 "route" => {
                     let mode = inputs::route_mode(call.inputs)?;
-                    let host = state::read_route_host()?.unwrap_or_default();
-                    inputs::routed_vif(call.inputs, &mode, call.dev_type)
-                        .map(|v| VifJournal::Route(plan_route::record(&v, &mode, &host, plan_route::answered(&mode, &[]))))
+                    let host = state::read_route_host()?.unwrap_or_else(|| plan_route::HostRecord::not_started(&mode));
+                    inputs::routed_vif(call.inputs, &host.mode, call.dev_type)
+                        .map(|v| VifJournal::Route(plan_route::record(&v, &host, plan_route::answered(&host.mode, &[]))))
                 }
                 _ => {
                     let mode = inputs::bridge_mode(call.inputs)?;

@@ -48,8 +48,11 @@ pub struct SysctlChange {
 }
 
 /// What the host-wide part did (`<state>/route.json`): `network route stop` undoes exactly this.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
+    /// The settings start ran with: every vif uses them (gateway, proxying) until stop,
+    /// even when they came as `network route start` arguments, as xend passed them.
+    pub mode: RouteMode,
     /// The uplink found at start: where guests' proxy entries and announcements go.
     pub uplink: Option<IfName>,
     pub sysctls: Vec<SysctlChange>,
@@ -59,6 +62,20 @@ pub struct HostRecord {
     pub created_link: bool,
     /// The gateway addresses we added to the link (none that it had already).
     pub gateway_addrs: Vec<IpNetwork>,
+}
+
+impl HostRecord {
+    /// The record of a host-wide part that has not run (an offline without journals).
+    pub fn not_started(mode: &RouteMode) -> HostRecord {
+        HostRecord {
+            mode: mode.clone(),
+            uplink: mode.netdev.clone(),
+            sysctls: Vec::new(),
+            gateway_link: None,
+            created_link: false,
+            gateway_addrs: Vec::new(),
+        }
+    }
 }
 
 /// A routed vif's journal.
@@ -111,7 +128,7 @@ pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord)
         return Err(PlanError::NoUplink);
     }
     let mut plan = Plan::default();
-    let mut rec = HostRecord { uplink: facts.uplink.clone(), ..Default::default() };
+    let mut rec = HostRecord { uplink: facts.uplink.clone(), ..HostRecord::not_started(mode) };
     let mut dropin = Vec::new();
     for key in sysctl_keys(mode, facts.uplink.as_ref()) {
         let Some(now) = facts.sysctls.get(&key) else { continue };
@@ -210,10 +227,10 @@ pub fn record_elements(rec: &RouteVifRecord) -> Vec<super::nft::Elem> {
 }
 
 /// What a vif gets in route mode. `answered` comes from `answered()`.
-pub fn record(vif: &RoutedVif, mode: &RouteMode, host: &HostRecord, answered: Vec<IpNetwork>) -> RouteVifRecord {
+pub fn record(vif: &RoutedVif, host: &HostRecord, answered: Vec<IpNetwork>) -> RouteVifRecord {
     // Proxy entries are per address; a prefix in ip= is left to upstream's routing.
     let proxied: Vec<IpAddr> =
-        if mode.uplink_proxy { vif.ips.iter().filter(|n| super::nft::is_host(n)).map(|n| n.ip()).collect() } else { Vec::new() };
+        if host.mode.uplink_proxy { vif.ips.iter().filter(|n| super::nft::is_host(n)).map(|n| n.ip()).collect() } else { Vec::new() };
     RouteVifRecord {
         kernel_name: vif.kernel_name.clone(),
         name: vif.name.clone(),
@@ -254,11 +271,11 @@ fn vif_state_steps(rec: &RouteVifRecord, down: bool) -> Vec<Step> {
     steps
 }
 
-/// `online` / `add`: route one vif. `previous` is its journal, if any: a repeated online
-/// removes what is no longer wanted and (re)adds the rest, which is idempotent.
+/// `online` / `add`: route one vif, with the settings the host-wide part ran with.
+/// `previous` is its journal, if any: a repeated online removes what is no longer wanted
+/// and (re)adds the rest, which is idempotent.
 pub fn vif_up(
     vif: &RoutedVif,
-    mode: &RouteMode,
     host: &HostRecord,
     facts: &Facts,
     answered: Vec<IpNetwork>,
@@ -266,7 +283,7 @@ pub fn vif_up(
 ) -> Result<(Plan, RouteVifRecord), PlanError> {
     let mut plan = Plan::default();
     plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, facts)?);
-    let rec = record(vif, mode, host, answered);
+    let rec = record(vif, host, answered);
 
     // Firewall before the link is up, so that no packet of the guest passes unchecked.
     let old = previous.map(record_elements).unwrap_or_default();
@@ -449,9 +466,9 @@ mod tests {
     #[test]
     fn online_routes_answers_proxies_and_announces_and_offline_reverses_it() {
         let m = mode("80.68.86.193/29 2001:db8:42::1/64", true);
-        let host = HostRecord { uplink: Some(name("eth0")), ..Default::default() };
+        let host = HostRecord { uplink: Some(name("eth0")), ..HostRecord::not_started(&m) };
         let v = vif("80.68.86.194 2001:db8:42::194 10.9.0.0/24", DevType::Vif);
-        let (plan, rec) = vif_up(&v, &m, &host, &facts(), answered(&m, &[]), None).unwrap();
+        let (plan, rec) = vif_up(&v, &host, &facts(), answered(&m, &[]), None).unwrap();
         assert_eq!(
             lines(&plan),
             [
@@ -489,7 +506,7 @@ mod tests {
         let m = mode("", false);
         let uplink = crate::model::parse_gateway("t", "198.51.100.2/24 2001:db8::2/64").unwrap();
         assert_eq!(answered(&m, &uplink).iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["198.51.100.2/32", "2001:db8::2/128"]);
-        let (plan, rec) = vif_up(&vif("192.0.2.5", DevType::Tap), &m, &HostRecord::default(), &facts(), Vec::new(), None).unwrap();
+        let (plan, rec) = vif_up(&vif("192.0.2.5", DevType::Tap), &HostRecord::not_started(&m), &facts(), Vec::new(), None).unwrap();
         assert_eq!(rec.metric, 1);
         assert!(lines(&plan).contains(&"ip route add 192.0.2.5/32 dev vif5.0 proto 118 metric 1".to_string()));
         assert!(!lines(&plan).iter().any(|l| l.contains("proxy") || l.contains("announce")));
@@ -498,9 +515,9 @@ mod tests {
     #[test]
     fn a_repeated_online_removes_only_what_changed() {
         let m = mode("80.68.86.193/29", false);
-        let host = HostRecord::default();
-        let (_, first) = vif_up(&vif("80.68.86.194", DevType::Vif), &m, &host, &facts(), answered(&m, &[]), None).unwrap();
-        let (plan, _) = vif_up(&vif("80.68.86.195", DevType::Vif), &m, &host, &facts(), answered(&m, &[]), Some(&first)).unwrap();
+        let host = HostRecord::not_started(&m);
+        let (_, first) = vif_up(&vif("80.68.86.194", DevType::Vif), &host, &facts(), answered(&m, &[]), None).unwrap();
+        let (plan, _) = vif_up(&vif("80.68.86.195", DevType::Vif), &host, &facts(), answered(&m, &[]), Some(&first)).unwrap();
         let l = lines(&plan);
         assert!(l.contains(&"ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)".to_string()), "{l:?}");
         assert!(!l.iter().any(|s| s.starts_with("ip addr del")), "the gateway stays: {l:?}");
