@@ -180,3 +180,12 @@ fn takeover_of_a_vlan_uplink_round_trips() {
         lan.ok(&["ip", "link", "add", "link", "eth0", "name", "lan0", "type", "vlan", "id", "100"]);
     });
 }
+
+/// Route mode's whole story (tests/route.rs) with its default gateway link, a dummy: made
+/// by netlink (the kernel loads dummy.ko), holding the routed /29 and /64, deleted by stop.
+#[test]
+#[ignore = "kernel lane: needs the dummy driver"]
+fn route_mode_with_a_dummy_gateway_routes_both_ways_and_restores_everything() {
+    common::route::guests_route_both_ways_and_teardown_restores_everything("dummy", false);
+    common::route::guests_route_both_ways_and_teardown_restores_everything("dummy", true);
+}

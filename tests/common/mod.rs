@@ -2,6 +2,8 @@
 //! the test fails), running the real binary inside them, raw frames from a guest.
 #![allow(dead_code)]
 
+pub mod route;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -126,16 +128,18 @@ pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
     ns_a.ok(&["ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", &ns_b.name]);
 }
 
-/// Per-test state and mode directories, so tests run side by side and never read /etc/vifnet.
+/// Per-test state, mode and sysctl drop-in directories, so tests run side by side, never
+/// read /etc/vifnet and never write /run/sysctl.d.
 pub struct Dirs {
     pub state: PathBuf,
     pub modes: PathBuf,
+    pub sysctl: PathBuf,
 }
 
 impl Dirs {
     pub fn new() -> Dirs {
         let base = std::env::temp_dir().join(unique("dirs"));
-        let d = Dirs { state: base.join("state"), modes: base.join("modes") };
+        let d = Dirs { state: base.join("state"), modes: base.join("modes"), sysctl: base.join("sysctl") };
         std::fs::create_dir_all(&d.modes).unwrap();
         d
     }
@@ -175,7 +179,7 @@ fn run_vifnet(mut c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) 
     for k in ["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if", "XENSTORED_PATH"] {
         c.env_remove(k);
     }
-    c.env("VIFNET_STATE_DIR", &dirs.state).env("VIFNET_MODES_DIR", &dirs.modes);
+    c.env("VIFNET_STATE_DIR", &dirs.state).env("VIFNET_MODES_DIR", &dirs.modes).env("VIFNET_SYSCTL_DIR", &dirs.sysctl);
     for (k, v) in env {
         c.env(k, v);
     }
