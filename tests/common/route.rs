@@ -127,9 +127,14 @@ impl RouteLab {
             proxies: d.ok(&["ip", "-j", "-4", "neigh", "show", "proxy"]) + &d.ok(&["ip", "-j", "-6", "neigh", "show", "proxy"]),
             // Brief: a veth that was never up has no qdisc yet, one that was has one.
             addresses: d.ok(&["ip", "-j", "-br", "addr"]),
-            sysctls: d.ok(&["sysctl", "-a", "-r", r"^net\.ipv(4\.ip_forward|4\.conf\.|6\.conf\.).*(forwarding|accept_ra|proxy_ndp|proxy_arp|ip_forward)$"]),
+            sysctls: d.within(routing_sysctls),
             ruleset: d.ok(&["nft", "-s", "list", "ruleset"]),
         }
+    }
+
+    /// Our drop-in's text ("" when there is none).
+    pub fn dropin(&self) -> String {
+        read(&self.dirs.sysctl.join("99-vifnet-route.conf"))
     }
 
     /// Our routes in dom0 (protocol 118), one line per route.
@@ -147,10 +152,23 @@ impl RouteLab {
         };
         (count("ip saddr != @vif_ip4"), count("ip6 saddr != @vif_ip6"))
     }
+}
 
-    pub fn dropin(&self) -> String {
-        read(&self.dirs.sysctl.join("99-vifnet-route.conf"))
+/// Every forwarding, router advertisement and proxy setting of this thread's namespace,
+/// read from /proc/sys (the lanes' busybox sysctl cannot select keys).
+fn routing_sysctls() -> String {
+    let mut out = vec![format!("ip_forward={}", read(std::path::Path::new("/proc/sys/net/ipv4/ip_forward")))];
+    for (family, keys) in [("ipv4", &["forwarding", "proxy_arp"][..]), ("ipv6", &["forwarding", "accept_ra", "proxy_ndp"][..])] {
+        let dir = format!("/proc/sys/net/{family}/conf");
+        let mut devs: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        devs.sort();
+        for dev in devs {
+            for key in keys {
+                out.push(format!("{family}/{dev}/{key}={}", read(std::path::Path::new(&format!("{dir}/{dev}/{key}"))).trim()));
+            }
+        }
     }
+    out.join("\n")
 }
 
 /// The whole route-mode story on one kernel: start, two guests reaching the internet host
