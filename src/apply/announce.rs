@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::Handle;
 
@@ -76,7 +75,7 @@ fn ones_complement_sum(bytes: &[u8]) -> u16 {
 
 /// The link-local address of the link with `index`, the source of an advertisement.
 async fn link_local(handle: &Handle, index: u32) -> Option<Ipv6Addr> {
-    let addrs: Vec<_> = handle.address().get().set_link_index_filter(index).execute().try_collect().await.ok()?;
+    let addrs = crate::observe::address_messages(handle, index).await.ok()?;
     addrs.iter().filter(|a| a.header.scope == AddressScope::Link).find_map(|a| {
         a.attributes.iter().find_map(|attr| match attr {
             AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),

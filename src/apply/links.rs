@@ -1,6 +1,5 @@
 //! Links over rtnetlink: bridges and dummies of our own, renames, bridge ports, up and down.
 
-use futures::TryStreamExt;
 use netlink_packet_route::link::BridgeStpState;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec};
@@ -137,14 +136,9 @@ pub async fn attach_port(handle: &Handle, port: &IfName, bridge: &IfName, mtu: u
 }
 
 async fn flush_addresses(handle: &Handle, index: u32, port: &IfName) -> Result<(), ApplyError> {
-    let addrs: Vec<_> = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
+    let addrs = crate::observe::address_messages(handle, index)
         .await
-        .map_err(ApplyError::netlink(format!("reading addresses of {port}")))?;
+        .map_err(|e| ApplyError::Failed { what: format!("reading addresses of {port}"), message: e.to_string() })?;
     for a in addrs.into_iter().filter(|a| a.header.family == AddressFamily::Inet || a.header.family == AddressFamily::Inet6) {
         match handle.address().del(a).execute().await {
             Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}

@@ -35,14 +35,19 @@ pub fn run(args: NetworkArgs) -> Result<()> {
     .context(format!("network {} {command}", args.mode))
 }
 
+/// The lock, for the verbs that change the host (status and dry runs only read).
+fn lock_to_change(args: &NetworkArgs, command: &str) -> Result<Option<state::Lock>> {
+    Ok(match command {
+        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
+        _ => None,
+    })
+}
+
 fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
     inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS)?;
     let mode = inputs::bridge_mode(inputs)?;
     let rt = crate::cli::runtime()?;
-    let _lock = match command {
-        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
-        _ => None,
-    };
+    let _lock = lock_to_change(args, command)?;
     rt.block_on(async {
         let handle = apply::connect()?;
         let bridge_msg = observe::link(&handle, mode.bridge.as_str()).await?;
@@ -114,10 +119,7 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
     inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS)?;
     let mode = inputs::route_mode(inputs)?;
     let rt = crate::cli::runtime()?;
-    let _lock = match command {
-        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
-        _ => None,
-    };
+    let _lock = lock_to_change(args, command)?;
     rt.block_on(async {
         let handle = apply::connect()?;
         match command {

@@ -96,26 +96,16 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
     let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name };
     let rt = crate::cli::runtime()?;
-    let connected = match action {
-        Action::Up => {
-            let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
-            let previous = state::read_vif(kernel_name.as_str())?;
-            let up = match args.mode.as_str() {
-                "route" => rt.block_on(route_up(&call, previous)),
-                _ => rt.block_on(bridge_up(&call, previous)),
-            }?;
-            if args.dry_run {
-                return Ok(());
-            }
-            up
-        }
-        Action::Down => {
-            let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
-            rt.block_on(down(&call))?;
-            return Ok(());
-        }
+    let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
+    if action == Action::Down {
+        return rt.block_on(down(&call));
+    }
+    let previous = state::read_vif(kernel_name.as_str())?;
+    let outcome = match args.mode.as_str() {
+        "route" => rt.block_on(route_up(&call, previous))?,
+        _ => rt.block_on(bridge_up(&call, previous))?,
     };
-    if let (Some(path), Some(x), Some(mtu)) = (xenbus_path, xs.as_mut(), connected) {
+    if let (Some(path), Some(x), Outcome::Online { mtu }) = (xenbus_path, xs.as_mut(), outcome) {
         report_connected(x, path, &inputs, dev_type, mtu)?;
     }
     Ok(())
@@ -144,6 +134,17 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// The journal of an earlier online of this vif, which must be in the same mode.
+    fn earlier<'j, T>(&self, previous: Option<&'j VifJournal>, in_mode: fn(&VifJournal) -> Option<&T>) -> Result<Option<&'j T>> {
+        match previous {
+            None => Ok(None),
+            Some(j) => match in_mode(j) {
+                Some(r) => Ok(Some(r)),
+                None => bail!("{}: is online in {} mode; take it offline first", self.kernel_name, j.mode()),
+            },
+        }
+    }
+
     fn print(&self, plan: &Plan) -> bool {
         if self.args.dry_run {
             print!("{plan}");
@@ -152,44 +153,39 @@ impl Call<'_> {
     }
 }
 
-/// The MTU to tell the frontend, if any: what `online` gave the vif.
-type Connected = Option<Option<u32>>;
+/// How an online ended: printed only, or applied, with the MTU to tell the frontend.
+enum Outcome {
+    DryRun,
+    Online { mtu: Option<u32> },
+}
 
-async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Connected> {
+async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome> {
     let mode = inputs::bridge_mode(call.inputs)?;
     let vif = inputs::bridged_vif(call.inputs, &mode, call.dev_type)?;
-    let prev = match &previous {
-        Some(VifJournal::Bridge(r)) => Some(r),
-        Some(other) => bail!("{}: is online in {} mode; take it offline first", call.kernel_name, other.mode()),
-        None => None,
-    };
+    let prev = call.earlier(previous.as_ref(), VifJournal::bridge)?;
     let handle = apply::connect()?;
     let mut facts = observe::facts(&handle, &plan_bridge::names_to_observe(&vif)).await?;
     let fallback = observe::facts(&handle, &plan_bridge::fallback_names(&vif, &facts)).await?;
     facts.links.extend(fallback.links);
     let (plan, record) = plan_bridge::vif_up(&vif, &mode, &facts, prev)?;
     if call.print(&plan) {
-        return Ok(None);
+        return Ok(Outcome::DryRun);
     }
     call.apply(&handle, &plan, VifJournal::Bridge(record.clone()), previous.as_ref()).await?;
     log::info(&format!("{}: on bridge {}{}", record.name, record.bridge, antispoof_note(record.antispoof)));
-    Ok(Some(Some(record.mtu)))
+    Ok(Outcome::Online { mtu: Some(record.mtu) })
 }
 
 /// Route mode's online. The host-wide part comes first when it has not run (libxl never
 /// calls `network route start`), in the same all-or-nothing plan.
-async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Connected> {
+async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome> {
     // Once the host-wide part has run, its settings hold (they may have come as
     // `network route start` arguments); the mode file is still checked.
     let file_mode = inputs::route_mode(call.inputs)?;
     let started = state::read_route_host()?;
     let mode = started.as_ref().map(|h| h.mode.clone()).unwrap_or(file_mode);
     let vif = inputs::routed_vif(call.inputs, &mode, call.dev_type)?;
-    let prev = match &previous {
-        Some(VifJournal::Route(r)) => Some(r),
-        Some(other) => bail!("{}: is online in {} mode; take it offline first", call.kernel_name, other.mode()),
-        None => None,
-    };
+    let prev = call.earlier(previous.as_ref(), VifJournal::route)?;
     let handle = apply::connect()?;
     let (mut plan, host, host_is_new) = match started {
         Some(h) => (Plan::default(), h, false),
@@ -199,7 +195,9 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
             (p, h, true)
         }
     };
-    let facts = observe::facts(&handle, &[vif.kernel_name.to_string(), vif.name.to_string()]).await?;
+    let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string()];
+    names.dedup();
+    let facts = observe::facts(&handle, &names).await?;
     // Without a gateway the vif answers for the uplink's own addresses, as Xen's vif-route
     // did: libxl's `gatewaydev` (the `netdev` it passes) names the device, else the uplink.
     let uplink_addrs = match (host.mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {
@@ -213,7 +211,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
     let (vif_plan, record) = plan_route::vif_up(&vif, &host, &facts, plan_route::answered(&host.mode, &uplink_addrs), prev)?;
     plan.steps.extend(vif_plan.steps);
     if call.print(&plan) {
-        return Ok(None);
+        return Ok(Outcome::DryRun);
     }
     if host_is_new {
         state::write_route_host(&host)?;
@@ -225,7 +223,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Conne
     applied?;
     let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
     log::info(&format!("{}: routes {}{}", record.name, ips.join(" "), antispoof_note(record.antispoof)));
-    Ok(Some(record.mtu))
+    Ok(Outcome::Online { mtu: record.mtu })
 }
 
 /// `offline` / `remove`: from the journal, whatever the mode was; without one (state lost,

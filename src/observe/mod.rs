@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::AddressFamily;
@@ -96,14 +96,7 @@ pub async fn ports_of(handle: &Handle, bridge: u32) -> Result<Vec<String>, Obser
 pub async fn uplink(handle: &Handle, name: &IfName) -> Result<Option<UplinkFacts>, ObserveError> {
     let Some(msg) = link(handle, name.as_str()).await? else { return Ok(None) };
     let lf = link_facts(&msg);
-    let addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(lf.index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|err| ObserveError::Netlink { what: format!("addresses of {name}"), err })?;
+    let addrs = address_messages(handle, lf.index).await?;
     let mut routes = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         // A blank header: with strict checking every field set would filter the dump,
@@ -122,17 +115,22 @@ pub async fn uplink(handle: &Handle, name: &IfName) -> Result<Option<UplinkFacts
     Ok(Some(UplinkFacts { name: name.clone(), mac: lf.mac.unwrap_or(MacAddr([0; 6])), mtu: lf.mtu, addrs, routes }))
 }
 
-/// The addresses of the link with `index` (the kernel filters the dump), as prefixes, in
-/// the kernel's order (primary first).
-pub async fn addresses(handle: &Handle, index: u32) -> Result<Vec<IpNetwork>, ObserveError> {
-    let msgs: Vec<_> = handle
+/// The address messages of the link with `index`, both families: the kernel filters the
+/// dump (strict checking), so this costs the same however many guests there are.
+pub async fn address_messages(handle: &Handle, index: u32) -> Result<Vec<AddressMessage>, ObserveError> {
+    handle
         .address()
         .get()
         .set_link_index_filter(index)
         .execute()
         .try_collect()
         .await
-        .map_err(|err| ObserveError::Netlink { what: format!("addresses of link {index}"), err })?;
+        .map_err(|err| ObserveError::Netlink { what: format!("addresses of link {index}"), err })
+}
+
+/// The addresses of the link with `index`, as prefixes, in the kernel's order (primary first).
+pub async fn addresses(handle: &Handle, index: u32) -> Result<Vec<IpNetwork>, ObserveError> {
+    let msgs = address_messages(handle, index).await?;
     Ok(msgs
         .iter()
         .filter_map(|m| {

@@ -234,6 +234,18 @@ impl VifJournal {
             VifJournal::Route(_) => "route",
         }
     }
+    pub fn bridge(&self) -> Option<&BridgeVifRecord> {
+        match self {
+            VifJournal::Bridge(r) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn route(&self) -> Option<&route::RouteVifRecord> {
+        match self {
+            VifJournal::Route(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// A bridged vif's journal.
