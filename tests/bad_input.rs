@@ -11,6 +11,8 @@ const ABS: &str = "/local/domain/0/backend/vif/5/0";
 
 struct Case {
     name: &'static str,
+    /// The mode of the call: `vif <mode> ...`, and `<mode>.toml` for `mode_file`.
+    mode: &'static str,
     args: &'static [&'static str],
     /// Backend keys; `mac` and `bridge` get libxl's defaults unless given.
     xenstore: &'static [(&'static str, &'static str)],
@@ -21,28 +23,35 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "bad MAC", args: &["online"], xenstore: &[("mac", "zz:zz:zz:zz:zz:zz"), ("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "xenstore backend/vif/5/0/mac: \"zz:zz:zz:zz:zz:zz\" is not a MAC address" },
-    Case { name: "multicast MAC", args: &["online"], xenstore: &[("mac", "01:00:5e:00:00:01")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: \"01:00:5e:00:00:01\" is a multicast MAC address" },
-    Case { name: "name over 15 bytes", args: &["online"], xenstore: &[("vifname", "averyveryverylongname")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"averyveryverylongname\" is longer than 15 bytes" },
-    Case { name: "name with a slash", args: &["online"], xenstore: &[("vifname", "web/0")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"web/0\" is not a valid interface name" },
-    Case { name: "bridge name with a space", args: &["online"], xenstore: &[("bridge", "br 0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge: \"br 0\" is not a valid interface name" },
-    Case { name: "missing bridge", args: &["online"], xenstore: &[("bridge", "nosuchbr0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge nosuchbr0: no such bridge" },
-    Case { name: "bridge that is not a bridge", args: &["online"], xenstore: &[("bridge", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge lo: lo exists but is not a bridge" },
-    Case { name: "IPv4 prefix garbage", args: &["online"], xenstore: &[("ip", "192.0.2.5/33")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"192.0.2.5/33\" has a bad prefix length" },
-    Case { name: "not an address", args: &["online"], xenstore: &[("ip", "192.0.2.5 hello")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"hello\" is not an IPv4 or IPv6 address" },
-    Case { name: "MTU out of range", args: &["online"], xenstore: &[("mtu", "12")], env_vif: Some("vif5.0"), mode_file: None, says: "mtu: \"12\" is not an MTU" },
-    Case { name: "unknown key", args: &["online", "brdige=xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument: unknown key \"brdige\"" },
-    Case { name: "bad type_if", args: &["online", "type_if=floppy"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument type_if: \"floppy\" is not a device type" },
-    Case { name: "bad antispoof flag", args: &["online", "antispoof=maybe"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument antispoof: \"maybe\" is not yes or no" },
-    Case { name: "not a command", args: &["onlin"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "command \"onlin\": not a vif command" },
-    Case { name: "not key=value", args: &["online", "xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument \"xenbr1\": unexpected" },
-    Case { name: "no vif in the environment", args: &["online"], xenstore: &[], env_vif: None, mode_file: None, says: "vif: missing" },
-    Case { name: "no such device", args: &["online"], xenstore: &[], env_vif: Some("vif9.9"), mode_file: None, says: "vif9.9: no such device" },
-    Case { name: "vifname taken", args: &["online"], xenstore: &[("vifname", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname lo: cannot rename vif5.0: an interface named lo already exists" },
-    Case { name: "antispoof without a MAC", args: &["online", "mac="], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: missing" },
-    Case { name: "mode file with an unknown key", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridgee = \"xenbr0\"\n"), says: "bridge.toml:1: unknown field `bridgee`" },
-    Case { name: "mode file syntax error", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("antispoof = true\nbridge = \n"), says: "bridge.toml:2:" },
-    Case { name: "mode file bad value", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridge = \"a/b\"\n"), says: "bridge.toml bridge: \"a/b\" is not a valid interface name" },
+    Case { mode: "bridge", name: "bad MAC", args: &["online"], xenstore: &[("mac", "zz:zz:zz:zz:zz:zz"), ("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "xenstore backend/vif/5/0/mac: \"zz:zz:zz:zz:zz:zz\" is not a MAC address" },
+    Case { mode: "bridge", name: "multicast MAC", args: &["online"], xenstore: &[("mac", "01:00:5e:00:00:01")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: \"01:00:5e:00:00:01\" is a multicast MAC address" },
+    Case { mode: "bridge", name: "name over 15 bytes", args: &["online"], xenstore: &[("vifname", "averyveryverylongname")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"averyveryverylongname\" is longer than 15 bytes" },
+    Case { mode: "bridge", name: "name with a slash", args: &["online"], xenstore: &[("vifname", "web/0")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname: \"web/0\" is not a valid interface name" },
+    Case { mode: "bridge", name: "bridge name with a space", args: &["online"], xenstore: &[("bridge", "br 0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge: \"br 0\" is not a valid interface name" },
+    Case { mode: "bridge", name: "missing bridge", args: &["online"], xenstore: &[("bridge", "nosuchbr0")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge nosuchbr0: no such bridge" },
+    Case { mode: "bridge", name: "bridge that is not a bridge", args: &["online"], xenstore: &[("bridge", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "bridge lo: lo exists but is not a bridge" },
+    Case { mode: "bridge", name: "IPv4 prefix garbage", args: &["online"], xenstore: &[("ip", "192.0.2.5/33")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"192.0.2.5/33\" has a bad prefix length" },
+    Case { mode: "bridge", name: "not an address", args: &["online"], xenstore: &[("ip", "192.0.2.5 hello")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"hello\" is not an IPv4 or IPv6 address" },
+    Case { mode: "bridge", name: "MTU out of range", args: &["online"], xenstore: &[("mtu", "12")], env_vif: Some("vif5.0"), mode_file: None, says: "mtu: \"12\" is not an MTU" },
+    Case { mode: "bridge", name: "unknown key", args: &["online", "brdige=xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument: unknown key \"brdige\"" },
+    Case { mode: "bridge", name: "bad type_if", args: &["online", "type_if=floppy"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument type_if: \"floppy\" is not a device type" },
+    Case { mode: "bridge", name: "bad antispoof flag", args: &["online", "antispoof=maybe"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument antispoof: \"maybe\" is not yes or no" },
+    Case { mode: "bridge", name: "not a command", args: &["onlin"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "command \"onlin\": not a vif command" },
+    Case { mode: "bridge", name: "not key=value", args: &["online", "xenbr1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "argument \"xenbr1\": unexpected" },
+    Case { mode: "bridge", name: "no vif in the environment", args: &["online"], xenstore: &[], env_vif: None, mode_file: None, says: "vif: missing" },
+    Case { mode: "bridge", name: "no such device", args: &["online"], xenstore: &[], env_vif: Some("vif9.9"), mode_file: None, says: "vif9.9: no such device" },
+    Case { mode: "bridge", name: "vifname taken", args: &["online"], xenstore: &[("vifname", "lo")], env_vif: Some("vif5.0"), mode_file: None, says: "vifname lo: cannot rename vif5.0: an interface named lo already exists" },
+    Case { mode: "bridge", name: "antispoof without a MAC", args: &["online", "mac="], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: None, says: "mac: missing" },
+    Case { mode: "bridge", name: "mode file with an unknown key", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridgee = \"xenbr0\"\n"), says: "bridge.toml:1: unknown field `bridgee`" },
+    Case { mode: "bridge", name: "mode file syntax error", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("antispoof = true\nbridge = \n"), says: "bridge.toml:2:" },
+    Case { mode: "bridge", name: "mode file bad value", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("bridge = \"a/b\"\n"), says: "bridge.toml bridge: \"a/b\" is not a valid interface name" },
+    Case { mode: "route", name: "route without ip", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "ip: missing (route mode routes the guest's own addresses" },
+    Case { mode: "route", name: "route with a bad IPv6 address", args: &["online"], xenstore: &[("ip", "192.0.2.5 2001:db8::1::2")], env_vif: Some("vif5.0"), mode_file: None, says: "ip: \"2001:db8::1::2\" is not an IPv4 or IPv6 address" },
+    Case { mode: "route", name: "gateway is the network address", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("gateway = \"203.0.113.192/29\"\n"), says: "route.toml gateway: \"203.0.113.192/29\" is the block's network address" },
+    Case { mode: "route", name: "unknown gateway kind", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("gateway_kind = \"tun\"\n"), says: "route.toml gateway_kind: \"tun\" is not a gateway kind (dummy, bridge)" },
+    Case { mode: "route", name: "proxying without an uplink", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("uplink_proxy = true\n"), says: "uplink_proxy: there is no uplink to answer on" },
+    Case { mode: "route", name: "an uplink that does not exist", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"nosuch0\"\n"), says: "netdev nosuch0: no such link" },
+    Case { mode: "route", name: "route mode file with an unknown key", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("gatway = \"x\"\n"), says: "route.toml:1: unknown field `gatway`" },
 ];
 
 /// Everything a failed call could have touched, to compare before and after.
@@ -52,6 +61,7 @@ fn host_state(ns: &Netns) -> String {
         ns.ok(&["ip", "-j", "addr"]),
         ns.ok(&["ip", "-j", "route", "show", "table", "all"]),
         ns.ok(&["nft", "list", "ruleset"]),
+        ns.ok(&["sysctl", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]),
     ]
     .join("\n")
 }
@@ -79,7 +89,7 @@ fn every_bad_input_gets_one_line_exit_1_hotplug_error_and_no_change() {
         for (k, v) in case.xenstore {
             xs.set(&format!("{ABS}/{k}"), v);
         }
-        let mode_path = dirs.modes.join("bridge.toml");
+        let mode_path = dirs.modes.join(format!("{}.toml", case.mode));
         match case.mode_file {
             Some(text) => std::fs::write(&mode_path, text).unwrap(),
             None => {
@@ -92,7 +102,7 @@ fn every_bad_input_gets_one_line_exit_1_hotplug_error_and_no_change() {
         if let Some(v) = case.env_vif {
             env.push(("vif", v));
         }
-        let mut args = vec!["vif", "bridge"];
+        let mut args = vec!["vif", case.mode];
         args.extend_from_slice(case.args);
         let out = vifnet(&dom0, &dirs, &env, &args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -115,6 +125,7 @@ fn every_bad_input_gets_one_line_exit_1_hotplug_error_and_no_change() {
         if !problems.is_empty() {
             failures.push(format!("{}: {} (stderr: {stderr:?})", case.name, problems.join(", ")));
         }
+        let _ = std::fs::remove_file(&mode_path);
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
@@ -146,6 +157,35 @@ fn good_input_through_xenstore_reports_connected() {
     let out = vifnet(&dom0, &dirs, &env, &["vif", "bridge", "offline", "type_if=vif"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]).contains("vif5.0"));
+    assert_eq!(dirs.journal_count(), 0);
+}
+
+/// Route mode under libxl: no network script ran, so the first online does the host-wide
+/// part; the vif is routed and `connected`, and offline takes its part away again.
+#[test]
+fn route_mode_through_xenstore_reports_connected() {
+    if !root_or_skip() {
+        return;
+    }
+    let dom0 = Netns::new("rgood");
+    let guest = Netns::new("rgoodg");
+    veth(&dom0, "vif5.0", &guest, "eth0");
+    let dirs = Dirs::new();
+    std::fs::write(dirs.modes.join("route.toml"), "gateway = \"203.0.113.193/29\"\ngateway_kind = \"bridge\"\n").unwrap();
+    let sock = std::env::temp_dir().join(unique("xs.sock"));
+    let xs = fake::serve(&sock);
+    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
+    xs.set(&format!("{ABS}/ip"), "203.0.113.194");
+    xs.set(&format!("{ABS}/frontend"), "/local/domain/5/device/vif/0");
+    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0"), ("netdev", "")];
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "route", "online", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
+    assert_eq!(xs.get("/local/domain/5/device/vif/0/mtu"), None, "no mtu= given: the frontend keeps its own");
+    assert!(dom0.ok(&["ip", "route", "show", "proto", "118"]).contains("203.0.113.194 dev vif5.0"));
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "route", "offline", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dom0.ok(&["ip", "route", "show", "proto", "118"]), "");
     assert_eq!(dirs.journal_count(), 0);
 }
 

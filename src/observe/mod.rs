@@ -199,9 +199,10 @@ pub fn sysctl(key: &str) -> Option<String> {
 /// What the host-wide part of route mode depends on: the uplink, the sysctls it may
 /// change, the gateway link and its addresses.
 pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, ObserveError> {
-    let uplink = match &mode.netdev {
-        Some(n) => Some(n.clone()),
-        None => default_route_device(handle).await?,
+    let (uplink, netdev_missing) = match &mode.netdev {
+        Some(n) if link(handle, n.as_str()).await?.is_some() => (Some(n.clone()), false),
+        Some(_) => (None, true),
+        None => (default_route_device(handle).await?, false),
     };
     let sysctls = plan_route::sysctl_keys(mode, uplink.as_ref()).into_iter().filter_map(|k| sysctl(&k).map(|v| (k, v))).collect();
     let gateway_link = link(handle, mode.gateway_link.as_str()).await?.as_ref().map(link_facts);
@@ -209,5 +210,5 @@ pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, 
         Some(l) => addresses(handle, l.index).await?,
         None => Vec::new(),
     };
-    Ok(HostFacts { uplink, sysctls, gateway_link, gateway_link_addrs })
+    Ok(HostFacts { uplink, netdev_missing, sysctls, gateway_link, gateway_link_addrs })
 }

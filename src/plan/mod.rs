@@ -55,6 +55,8 @@ impl Facts {
 pub enum PlanError {
     #[error("uplink_proxy: there is no uplink to answer on (no netdev set, and no default route to take it from)")]
     NoUplink,
+    #[error("{key} {name}: no such link")]
+    NoSuchLink { key: &'static str, name: String },
     #[error("bridge {bridge}: no such bridge (create it, or name it as `bridge` in the bridge mode file so that vifnet creates it)")]
     NoBridge { bridge: String },
     #[error("bridge {bridge}: {bridge} exists but is not a bridge")]

@@ -31,6 +31,8 @@ pub struct RouteMode {
 pub struct HostFacts {
     /// `netdev`, else the device of the default route; None when there is neither.
     pub uplink: Option<IfName>,
+    /// `netdev` names a link that does not exist.
+    pub netdev_missing: bool,
     /// Current values of the sysctls in `sysctl_keys` (a key that is missing, e.g. with
     /// IPv6 disabled, is absent).
     pub sysctls: BTreeMap<String, String>,
@@ -124,6 +126,9 @@ pub fn sysctl_keys(mode: &RouteMode, uplink: Option<&IfName>) -> Vec<String> {
 /// forwarding, the uplink's router advertisements, our sysctl drop-in, the gateway link
 /// with its addresses, and the `inet vifnet` table.
 pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord), PlanError> {
+    if let (true, Some(netdev)) = (facts.netdev_missing, &mode.netdev) {
+        return Err(PlanError::NoSuchLink { key: "netdev", name: netdev.to_string() });
+    }
     if mode.uplink_proxy && facts.uplink.is_none() {
         return Err(PlanError::NoUplink);
     }
@@ -351,6 +356,7 @@ mod tests {
     fn host_facts(sysctls: &[(&str, &str)]) -> HostFacts {
         HostFacts {
             uplink: Some(name("eth0")),
+            netdev_missing: false,
             sysctls: sysctls.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             gateway_link: None,
             gateway_link_addrs: Vec::new(),
