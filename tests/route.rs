@@ -154,3 +154,44 @@ fn a_kernel_without_the_dummy_driver_is_told_about_gateway_kind() {
         assert_eq!(lab.dropin(), "");
     }
 }
+
+/// libxl brings up many vifs at once, and none has run `network route start`: every
+/// online waits for the lock, the first does the host-wide part, none is lost.
+#[test]
+fn concurrent_onlines_and_offlines_lose_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let n = 5; // .194 to .198: the whole /29
+    let lab = RouteLab::new(n, "bridge", false);
+    let before = lab.snapshot();
+    let run_all = |verb: &'static str| {
+        std::thread::scope(|s| {
+            let lab = &lab;
+            let calls: Vec<_> = (1..=n)
+                .map(|i| {
+                    s.spawn(move || {
+                        let (vif, ip) = (format!("vif=vif{i}.0"), format!("ip={} {}", guest_ip(i), guest_ip6(i)));
+                        lab.vifnet(&["vif", "route", verb, "type_if=vif", &vif, &ip])
+                    })
+                })
+                .collect();
+            for c in calls {
+                let out = c.join().unwrap();
+                assert!(out.status.success(), "{verb}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        })
+    };
+    run_all("online");
+    assert_eq!(lab.our_routes().lines().count(), 2 * n, "{}", lab.our_routes());
+    let guarded = lab.dom0.ok(&["nft", "list", "set", "inet", "vifnet", "guarded"]);
+    assert_eq!((1..=n).filter(|i| guarded.contains(&format!("\"vif{i}.0\""))).count(), n, "{guarded}");
+    for i in 1..=n {
+        lab.guest(i).wait_up("eth0");
+        assert!(lab.guest(i).pings(INET_IP), "guest {i}");
+    }
+    run_all("offline");
+    assert!(lab.our_routes().is_empty());
+    lab.ok(&["network", "route", "stop"]);
+    assert_eq!(lab.snapshot(), before);
+}

@@ -16,7 +16,7 @@ pub const BLOCK: &str = "203.0.113.192/29";
 pub const BLOCK6: &str = "2001:db8:42::/64";
 pub const GATEWAY: &str = "203.0.113.193/29 2001:db8:42::1/64";
 
-/// Guest i (from 1) has .193 + i of the /29 and ::19x of the /64.
+/// Guest i (1 to 5) has .193 + i of the /29 and ::19x of the /64.
 pub fn guest_ip(i: usize) -> String {
     format!("203.0.113.{}", 193 + i)
 }
