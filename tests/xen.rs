@@ -1,17 +1,18 @@
 //! vifnet under the real Xen toolstack: these tests run in dom0 of the Xen lane
 //! (tests/lanes/xen.sh, Xen 4.17 under QEMU), where `xl create` starts PV guests whose vif
-//! script is vifnet, installed as xl.conf's `vif.default.script`. Everything is real there:
+//! script is vifnet, installed as xl.conf's `vif.default.script` (and as `vif-route` for
+//! the routed guest, in place of Xen's script). Everything is real there:
 //! xenstored, netback, libxl calling the script, the guest's netfront and DHCP client.
 //! On this machine they are ignored: there is no hypervisor.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{run_ok, sh, vifnet_bin};
+use common::{run_ok, sh, unique, vifnet_bin, Netns};
 
 /// dom0's address on xenbr0, the guests' gateway.
 const DOM0_IP: &str = "198.51.100.1";
@@ -48,6 +49,12 @@ struct Guest {
 
 impl Guest {
     fn create(name: &str, vifs: &[&str], extra: &str) -> (Guest, Output) {
+        Guest::create_with_env(name, vifs, extra, &[])
+    }
+
+    /// The same with `env` added to xl's environment, which libxl passes on to the vif
+    /// scripts it runs for `xl create` (and for the guest's death, from xl's child).
+    fn create_with_env(name: &str, vifs: &[&str], extra: &str, env: &[(&str, &str)]) -> (Guest, Output) {
         dom0();
         let vifs: Vec<String> = vifs.iter().map(|v| format!("'{v}'")).collect();
         let cfg = format!(
@@ -57,7 +64,7 @@ impl Guest {
         );
         let path = format!("/etc/xen/{name}.cfg");
         std::fs::write(&path, cfg).unwrap();
-        let out = Command::new("xl").args(["create", &path]).output().expect("spawn xl");
+        let out = Command::new("xl").args(["create", &path]).envs(env.iter().copied()).output().expect("spawn xl");
         eprintln!("xl create {name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (Guest { name: name.into() }, out)
     }
@@ -107,9 +114,9 @@ fn wait_xenstore(path: &str, want: &str, secs: u64) -> bool {
     false
 }
 
-/// The packet count of the rules in `bridge vifnet`'s guard chain that mention `what`.
-fn drops(what: &str) -> u64 {
-    sh("nft list chain bridge vifnet guard")
+/// The packet count of the rules in the guard chain of `<family> vifnet` that mention `what`.
+fn drops(family: &str, what: &str) -> u64 {
+    sh(&format!("nft list chain {family} vifnet guard"))
         .lines()
         .filter(|l| l.contains(what) && l.contains("drop"))
         .filter_map(|l| l.split("packets ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
@@ -164,8 +171,8 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     }
     assert!(console.contains("GUEST spoofed-ip ping lost"), "{console}");
     assert!(console.contains("GUEST spoofed-mac ping lost"), "{console}");
-    assert!(drops("ip saddr") + drops("arp saddr ip") > 0, "the IP guard dropped the forged source");
-    assert!(drops("ether saddr") > 0, "the MAC guard dropped the forged MAC");
+    assert!(drops("bridge", "ip saddr") + drops("bridge", "arp saddr ip") > 0, "the IP guard dropped the forged source");
+    assert!(drops("bridge", "ether saddr") > 0, "the MAC guard dropped the forged MAC");
     let elements = sh("nft list set bridge vifnet vif_ip4");
     assert!(elements.contains("\"web0\" . 198.51.100.10") && elements.contains(&format!("\"vif{domid}.1\" . 198.51.100.11")), "{elements}");
 
@@ -205,4 +212,181 @@ fn a_bad_ip_fails_xl_create_with_vifnet_error() {
 #[ignore = "Xen lane: needs dom0 of a real Xen"]
 fn a_missing_bridge_fails_xl_create_with_vifnet_error() {
     xl_create_fails("nobridge", &format!("mac={},bridge=xenbr5", GUESTS[0].0), "bridge xenbr5: no such bridge");
+}
+
+/// The routed guest: its MAC, its addresses from the routed /29 and /64, and the
+/// gateway addresses dom0 holds on that block (the mode's `gateway`).
+const ROUTED_NAME: &str = "routed";
+const ROUTED_MAC: &str = "00:16:3e:5a:00:21";
+const ROUTED_IP4: &str = "80.68.86.194";
+const ROUTED_IP6: &str = "2001:db8:42::194";
+const ROUTED_GW4: &str = "80.68.86.193";
+const ROUTED_GW6: &str = "2001:db8:42::1";
+/// The upstream router's addresses, at the other end of dom0's uplink `up0`.
+const UPSTREAM4: &str = "192.0.2.1";
+const UPSTREAM6: &str = "2001:db8:1::1";
+const MODE_FILE: &str = "/etc/vifnet/modes/route.toml";
+const VIF_ROUTE: &str = "/etc/xen/scripts/vif-route";
+
+/// Route mode's surroundings in dom0, undone on drop even when the test fails: an
+/// upstream router in a network namespace of its own behind the veth `up0` (dom0's
+/// uplink), routing the guests' 80.68.86.192/29 and 2001:db8:42::/64 to dom0; the mode
+/// file; and vifnet as `vif-route` in place of Xen's script. The sysctl drop-in goes to a
+/// directory of the test's own (VIFNET_SYSCTL_DIR through xl's environment).
+struct RoutedUplink {
+    upstream: Netns,
+    sysctl_dir: PathBuf,
+    /// Where Xen's own vif-route waits to be put back.
+    xen_script: PathBuf,
+}
+
+impl RoutedUplink {
+    fn new() -> RoutedUplink {
+        dom0();
+        let sysctl_dir = std::env::temp_dir().join(unique("sysctl.d"));
+        let lab = RoutedUplink { upstream: Netns::new("inet"), sysctl_dir, xen_script: PathBuf::from(format!("{VIF_ROUTE}.xen")) };
+        let ns = &lab.upstream;
+        sh(&format!("ip link add up0 type veth peer name eth0 netns {}", ns.name));
+        sh("ip addr add 192.0.2.2/24 dev up0 && ip addr add 2001:db8:1::2/64 dev up0 nodad && ip link set up0 up");
+        ns.ok(&["ip", "addr", "add", &format!("{UPSTREAM4}/24"), "dev", "eth0"]);
+        ns.ok(&["ip", "addr", "add", &format!("{UPSTREAM6}/64"), "dev", "eth0", "nodad"]);
+        ns.ok(&["ip", "link", "set", "eth0", "up"]);
+        ns.ok(&["ip", "route", "add", "80.68.86.192/29", "via", "192.0.2.2"]);
+        ns.ok(&["ip", "-6", "route", "add", "2001:db8:42::/64", "via", "2001:db8:1::2"]);
+        std::fs::create_dir_all("/etc/vifnet/modes").unwrap();
+        // The lane's kernel has the dummy driver (tests/lanes/xen.sh puts dummy.ko in dom0).
+        std::fs::write(
+            MODE_FILE,
+            format!("netdev = \"up0\"\ngateway = \"{ROUTED_GW4}/29 {ROUTED_GW6}/64\"\ngateway_kind = \"dummy\"\n"),
+        )
+        .unwrap();
+        if Path::new(VIF_ROUTE).exists() {
+            std::fs::rename(VIF_ROUTE, &lab.xen_script).unwrap();
+        }
+        std::os::unix::fs::symlink(vifnet_bin(), VIF_ROUTE).unwrap();
+        lab
+    }
+
+    fn env(&self) -> [(&'static str, &str); 1] {
+        [("VIFNET_SYSCTL_DIR", self.sysctl_dir.to_str().unwrap())]
+    }
+
+    /// `vifnet network route stop`, as an administrator would run it once no guest is routed.
+    fn stop(&self) -> Output {
+        Command::new(vifnet_bin()).args(["network", "route", "stop"]).envs(self.env()).output().expect("spawn vifnet")
+    }
+
+    /// Pings from the upstream router (busybox ping: a reply to any of 3 is success).
+    fn upstream_pings(&self, dst: &str) -> bool {
+        let out = self.upstream.run(&["ping", "-c", "3", "-w", "6", dst]);
+        if !out.status.success() {
+            eprintln!("ping {dst} from upstream: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        out.status.success()
+    }
+}
+
+impl Drop for RoutedUplink {
+    fn drop(&mut self) {
+        // A guest a failed test left behind goes first: its offline, then the host-wide part.
+        let _ = Command::new("xl").args(["destroy", ROUTED_NAME]).output();
+        match self.stop() {
+            out if out.status.success() => {}
+            out => eprintln!("network route stop: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+        let _ = std::fs::remove_file(MODE_FILE);
+        let _ = std::fs::remove_file(VIF_ROUTE);
+        if self.xen_script.exists() {
+            let _ = std::fs::rename(&self.xen_script, VIF_ROUTE);
+        }
+        let _ = std::fs::remove_dir_all(&self.sysctl_dir);
+        let _ = Command::new("ip").args(["link", "del", "up0"]).output();
+        // `upstream` drops next: its namespace goes.
+    }
+}
+
+/// `ip route show exact` for one host route, as one line.
+fn route_to(dst: &str) -> String {
+    let family = if dst.contains(':') { "-6" } else { "-4" };
+    sh(&format!("ip {family} -o route show exact {dst}")).trim().to_string()
+}
+
+/// The issue's routed guest: `script=vif-route` with a static address from the /29 (and
+/// one from the /64). Its first `online` makes route mode's host-wide part (forwarding, the
+/// dummy gateway link, the sysctl drop-in); the vif gets `hotplug-status=connected`, a
+/// route to each guest address with protocol 118 and metric 2, and the gateway addresses.
+/// The guest reaches the upstream router through dom0, which reaches the guest back; a
+/// forged source does not get out. `xl destroy` takes the vif's part away, and
+/// `network route stop` the rest.
+#[test]
+#[ignore = "Xen lane: needs dom0 of a real Xen"]
+fn a_routed_guest_reaches_the_uplink_side_and_is_reachable_from_it() {
+    let lab = RoutedUplink::new();
+    let t = Instant::now();
+    let before = host_state();
+    let forward_before = sh("cat /proc/sys/net/ipv4/ip_forward");
+    let (guest, out) = Guest::create_with_env(
+        ROUTED_NAME,
+        &[&format!("script=vif-route,mac={ROUTED_MAC},ip={ROUTED_IP4} {ROUTED_IP6}")],
+        &format!(
+            "addr={ROUTED_IP4}/29 gw={ROUTED_GW4} addr6={ROUTED_IP6}/64 gw6={ROUTED_GW6} \
+             ping={UPSTREAM4},{UPSTREAM6},{ROUTED_GW4},{ROUTED_GW6} spoof=80.68.86.195"
+        ),
+        &lab.env(),
+    );
+    assert!(out.status.success(), "xl create failed");
+    eprintln!("{:?}: created", t.elapsed());
+    let domid = guest.domid();
+    let vif = format!("vif{domid}.0");
+    let be = format!("/local/domain/0/backend/vif/{domid}/0");
+    assert_eq!(xenstore(&format!("{be}/ip")).as_deref(), Some(format!("{ROUTED_IP4} {ROUTED_IP6}").as_str()), "libxl keeps both addresses");
+    assert_eq!(xenstore(&format!("{be}/hotplug-status")).as_deref(), Some("connected"));
+    assert!(wait_xenstore(&format!("{be}/state"), "4", 60), "backend connected");
+
+    // The host-wide part, made by the first online.
+    assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert_eq!(sh("cat /proc/sys/net/ipv6/conf/all/forwarding").trim(), "1");
+    let dropin = common::read(&lab.sysctl_dir.join("99-vifnet-route.conf"));
+    assert!(dropin.contains("net/ipv4/ip_forward = 1"), "the drop-in went where xl's environment said: {dropin}");
+    let gw = sh("ip -d addr show dev dummy0");
+    assert!(gw.contains("dummy") && gw.contains(&format!("{ROUTED_GW4}/29")) && gw.contains(&format!("{ROUTED_GW6}/64")), "{gw}");
+    assert!(Path::new("/run/vifnet/route.json").exists());
+    // The vif's part.
+    let r4 = route_to(&format!("{ROUTED_IP4}/32"));
+    assert!(r4.starts_with(&format!("{ROUTED_IP4} dev {vif} proto 118 ")) && r4.contains(" metric 2"), "{r4}");
+    let r6 = route_to(&format!("{ROUTED_IP6}/128"));
+    assert!(r6.starts_with(&format!("{ROUTED_IP6} dev {vif} proto 118 ")) && r6.contains(" metric 2"), "{r6}");
+    let addrs = sh(&format!("ip addr show dev {vif}"));
+    assert!(addrs.contains(&format!("{ROUTED_GW4}/32")) && addrs.contains(&format!("{ROUTED_GW6}/128")), "the gateway answers on the vif: {addrs}");
+    assert!(Path::new(&format!("/run/vifnet/vifs/{vif}.json")).exists(), "journal");
+    let elements = sh("nft list set inet vifnet vif_ip4");
+    assert!(elements.contains(&format!("\"{vif}\" . {ROUTED_IP4}")), "{elements}");
+
+    eprintln!("{:?}: backend connected", t.elapsed());
+    assert!(guest.wait_for("GUEST done", 120), "the guest ran its checks");
+    eprintln!("{:?}: guest done", t.elapsed());
+    let console = guest.console();
+    for target in [UPSTREAM4, UPSTREAM6, ROUTED_GW4, ROUTED_GW6] {
+        assert!(console.contains(&format!("GUEST ping {target} ok")), "the guest reaches {target}:\n{console}");
+    }
+    assert!(console.contains("GUEST spoofed-ip ping lost"), "{console}");
+    assert!(drops("inet", "ip saddr") > 0, "the source guard dropped the forged source");
+    assert!(lab.upstream_pings(ROUTED_IP4), "the guest is reachable from the uplink side");
+    assert!(lab.upstream_pings(ROUTED_IP6), "over IPv6 too");
+    eprintln!("{:?}: pinged from upstream", t.elapsed());
+
+    guest.destroy();
+    eprintln!("{:?}: destroyed", t.elapsed());
+    assert_eq!(route_to(&format!("{ROUTED_IP4}/32")), "", "offline took the route away");
+    assert_eq!(route_to(&format!("{ROUTED_IP6}/128")), "");
+    assert!(!Path::new(&format!("/run/vifnet/vifs/{vif}.json")).exists(), "offline removed the journal");
+    let elements = sh("nft list set inet vifnet vif_ip4");
+    assert!(!elements.contains(ROUTED_IP4), "{elements}");
+
+    let stop = lab.stop();
+    assert!(stop.status.success(), "network route stop: {}", String::from_utf8_lossy(&stop.stderr));
+    assert_eq!(host_state(), before, "stop removed the gateway link and the table");
+    assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward"), forward_before, "forwarding as it was");
+    assert!(!lab.sysctl_dir.join("99-vifnet-route.conf").exists(), "stop removed the drop-in");
+    assert!(!Path::new("/run/vifnet/route.json").exists());
 }
