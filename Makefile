@@ -11,9 +11,11 @@ CARGO     ?= cargo
 BIN       := target/release/vifnet
 # Debian packages the tests and the demo use.
 DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
-MULTI     := network-bridge vif-bridge
+MULTI     := network-bridge vif-bridge network-route vif-route
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
-VIF_SCRIPTS := vifnet-bridge
+VIF_SCRIPTS := vifnet-bridge vifnet-route
+# Names route protocol 118 (our routes), so that `ip route` shows `proto vifnet`.
+RT_PROTOS := /etc/iproute2/rt_protos.d/vifnet.conf
 
 .PHONY: all build deps demo test test-quick test-unit lanes bench install install-xen-scripts uninstall clean
 
@@ -31,11 +33,14 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Bridge mode end to end with two stand-in guests (examples/bridge), in namespaces it
-# creates and removes: uplink takeover, guests pinging the lan host, a spoofed source dropped.
+# Bridge mode, then route mode, end to end with two stand-in guests each, in namespaces
+# each run creates and removes: examples/bridge (uplink takeover) and examples/route-29 (a
+# routed /29 with its gateway on dom0); pings both ways, a spoofed source dropped.
 demo: deps build
-	$(BIN) setup --simulate --prefix vfdemo$$$$ --modes-dir examples/bridge \
+	$(BIN) setup --simulate --prefix vfbr$$$$ --modes-dir examples/bridge \
 	  --xend-config examples/bridge/xend-config.sxp examples/bridge/web.cfg examples/bridge/db.cfg
+	$(BIN) setup --simulate --prefix vfrt$$$$ --modes-dir examples/route-29 \
+	  --xend-config examples/route-29/xend-config.sxp examples/route-29/web.cfg examples/route-29/mail.cfg
 
 # Everything: unit tests, the namespace tests on this kernel (as root), then the VM lanes:
 # Debian 12's kernel, and a real Xen 4.17 toolstack with PV guests (tests/lanes/).
@@ -65,9 +70,12 @@ install: build
 	install -D -m 0644 man/vifnet.8 $(DESTDIR)$(MANDIR)/man8/vifnet.8
 	install -D -m 0644 man/vifnet-modes.5 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
 	install -d $(DESTDIR)/etc/vifnet/modes
+	install -d $(DESTDIR)$(dir $(RT_PROTOS))
+	echo '118 vifnet' > $(DESTDIR)$(RT_PROTOS)
 
 # Points Xen's own script names at vifnet, keeping the originals as <name>.xen, and adds
-# vifnet-bridge beside them (for `script=vifnet-bridge` or xl.conf's vif.default.script).
+# vifnet-bridge and vifnet-route beside them (for `script=vifnet-route` or xl.conf's
+# vif.default.script).
 install-xen-scripts: install
 	for n in $(VIF_SCRIPTS); do ln -sf $(SBINDIR)/vifnet $(XEN_SCRIPTS)/$$n; done
 	for n in $(MULTI); do \
@@ -83,6 +91,7 @@ uninstall:
 	  if [ -e $(XEN_SCRIPTS)/$$n.xen ]; then mv $(XEN_SCRIPTS)/$$n.xen $(XEN_SCRIPTS)/$$n; fi; \
 	done
 	rm -f $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(MANDIR)/man8/vifnet.8 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
+	rm -f $(DESTDIR)$(RT_PROTOS)
 
 clean:
 	$(CARGO) clean

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::plan::simulate::{Lab, DOM0_ADDR, DOM0_ADDR6, LAN_ADDR, LAN_ADDR6};
+use crate::plan::simulate::{Lab, SimRoute, DOM0_ADDR, DOM0_ADDR6, LAN_ADDR, LAN_ADDR6};
 
 /// Runs `ip` with these arguments; a failure is an error naming the command.
 fn ip(args: &[&str]) -> Result<()> {
@@ -32,11 +32,14 @@ fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs this very binary inside `ns`, as libxl runs a hotplug script.
+/// Runs this very binary inside `ns`, as libxl runs a hotplug script. Its sysctl drop-in
+/// goes under the lab's state directory: /run/sysctl.d is the host's, shared by every
+/// namespace, and a `sysctl --system` would apply the lab's settings to the host.
 pub fn vifnet_in(ns: &str, state_dir: &Path, modes_dir: &Path, args: &[String], env: &[(&str, String)]) -> Result<String> {
     let exe = std::env::current_exe().context("locating the vifnet binary")?;
     let mut c = in_ns(ns, &[exe.to_str().unwrap_or("vifnet")]);
     c.args(args).env("VIFNET_STATE_DIR", state_dir).env("VIFNET_MODES_DIR", modes_dir);
+    c.env("VIFNET_SYSCTL_DIR", state_dir.join("sysctl.d"));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -45,6 +48,18 @@ pub fn vifnet_in(ns: &str, state_dir: &Path, modes_dir: &Path, args: &[String], 
         bail!("vifnet {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip route add` of a lab route in `ns`, out of `dev`.
+fn add_route(ns: &str, r: &SimRoute, dev: &str) -> Result<()> {
+    let dest = r.dest.to_string();
+    let mut argv = vec!["-n", ns, "route", "add", &dest];
+    let via = r.via.map(|v| v.to_string());
+    if let Some(v) = &via {
+        argv.extend(["via", v]);
+    }
+    argv.extend(["dev", dev]);
+    ip(&argv)
 }
 
 /// Namespaces, the lan host, dom0's uplink, and one veth pair per vif.
@@ -61,13 +76,17 @@ pub fn build(lab: &Lab) -> Result<()> {
     ip(&["-n", &lab.lan, "addr", "add", LAN_ADDR, "dev", "eth0"])?;
     ip(&["-n", &lab.lan, "addr", "add", LAN_ADDR6, "dev", "eth0", "nodad"])?;
     ip(&["-n", &lab.lan, "link", "set", "eth0", "up"])?;
+    for r in &lab.lan_routes {
+        add_route(&lab.lan, r, "eth0")?;
+    }
     ip(&["-n", &lab.dom0, "addr", "add", DOM0_ADDR, "dev", up])?;
     ip(&["-n", &lab.dom0, "addr", "add", DOM0_ADDR6, "dev", up, "nodad"])?;
     ip(&["-n", &lab.dom0, "link", "set", up, "up"])?;
     ip(&["-n", &lab.dom0, "route", "add", "default", "via", "192.0.2.1", "dev", up])?;
+    ip(&["-n", &lab.dom0, "-6", "route", "add", "default", "via", "2001:db8::1", "dev", up])?;
     for g in &lab.guests {
         for v in &g.vifs {
-            let eth = format!("eth{}", v.devid);
+            let eth = v.guest_dev();
             ip(&["-n", &lab.dom0, "link", "add", &v.kernel_name(), "type", "veth", "peer", "name", &eth, "netns", &g.netns])?;
             // netback creates the vif down with the all-FE MAC; the guest side has the configured MAC.
             ip(&["-n", &lab.dom0, "link", "set", &v.kernel_name(), "address", "fe:ff:ff:ff:ff:ff"])?;
@@ -75,13 +94,17 @@ pub fn build(lab: &Lab) -> Result<()> {
                 ip(&["-n", &g.netns, "link", "set", &eth, "address", mac])?;
             }
             for a in &v.guest_addrs {
-                if a.contains(':') {
-                    ip(&["-n", &g.netns, "addr", "add", a, "dev", &eth, "nodad"])?;
-                } else {
-                    ip(&["-n", &g.netns, "addr", "add", a, "dev", &eth])?;
+                let text = a.to_string();
+                let mut argv = vec!["-n", &g.netns, "addr", "add", &text, "dev", &eth];
+                if a.is_ipv6() {
+                    argv.push("nodad");
                 }
+                ip(&argv)?;
             }
             ip(&["-n", &g.netns, "link", "set", &eth, "up"])?;
+            for r in &v.guest_routes {
+                add_route(&g.netns, r, &eth)?;
+            }
         }
     }
     Ok(())
@@ -101,6 +124,32 @@ pub fn ping(ns: &str, dst: &str, from: Option<&str>) -> bool {
 /// Adds an address to a guest that is not its own, for showing that antispoofing drops it.
 pub fn add_guest_addr(ns: &str, dev: &str, addr: &str) -> Result<()> {
     ip(&["-n", ns, "addr", "add", addr, "dev", dev])
+}
+
+/// Echo requests `ns` has received so far (Icmp InEchos in its /proc/net/snmp): what the
+/// lan host saw, whatever the sender's ping says.
+pub fn echo_requests_seen(ns: &str) -> Result<u64> {
+    let out = in_ns(ns, &["cat", "/proc/net/snmp"]).output().context("reading /proc/net/snmp")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut icmp = text.lines().filter(|l| l.starts_with("Icmp: "));
+    let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else { bail!("{ns}: no Icmp counters in /proc/net/snmp") };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InEchos")
+        .and_then(|(_, v)| v.parse().ok())
+        .with_context(|| format!("{ns}: no InEchos counter in /proc/net/snmp"))
+}
+
+/// Whether a dummy link can be made without loading a module. Loading dummy.ko creates
+/// `dummy0` in the host's own namespace, which the lab must not touch.
+pub fn dummy_driver_present() -> bool {
+    if Path::new("/sys/module/dummy").exists() {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let builtin = std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", release.trim())).unwrap_or_default();
+    builtin.lines().any(|l| l.ends_with("/dummy.ko"))
 }
 
 /// Deletes the lab's namespaces by their exact names; missing ones are fine.

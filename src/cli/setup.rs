@@ -2,15 +2,16 @@
 //! network configuration brought up with stand-in guests in network namespaces, checked with
 //! real traffic, and removed again (unless --keep). No hypervisor needed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::apply::simulate;
 use crate::config::domain::DomainConfig;
+use crate::config::inputs::{self, Inputs};
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
-use crate::plan::simulate::{lab, Lab};
+use crate::plan::simulate::{lab, network_args, selected_mode, Lab, SimMode, SPOOFED};
 
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
@@ -20,10 +21,11 @@ pub struct SetupArgs {
     /// xend-config.sxp: (network-script ...) and (vif-script ...) choose the mode and its arguments.
     #[arg(long, value_name = "FILE")]
     xend_config: Option<PathBuf>,
-    /// xl.conf: vif.default.script / vif.default.bridge.
+    /// xl.conf: vif.default.script / vif.default.bridge / vif.default.gatewaydev.
     #[arg(long, value_name = "FILE")]
     xl_conf: Option<PathBuf>,
-    /// Mode files to use (instead of an empty directory, i.e. the shipped defaults).
+    /// Mode files to use (instead of an empty directory, i.e. the shipped defaults); in
+    /// route mode its route.toml's gateway says which blocks upstream routes to dom0.
     #[arg(long, value_name = "DIR")]
     modes_dir: Option<PathBuf>,
     /// Names of the namespaces start with this (default: vfsim<pid>).
@@ -51,15 +53,22 @@ pub fn run(args: SetupArgs) -> Result<()> {
         bail!("setup: only --simulate is available (on a Xen host, libxl runs vifnet as the vif script)");
     }
     let prefix = args.prefix.clone().unwrap_or_else(|| format!("vfsim{}", std::process::id()));
-    let lab = lab(&prefix, xend.as_ref(), xl.as_ref(), &domains)?;
+    let empty_modes = std::env::temp_dir().join(format!("{prefix}-modes"));
+    let modes_dir = args.modes_dir.clone().unwrap_or(empty_modes.clone());
+    let mode = sim_mode(xend.as_ref(), xl.as_ref(), &modes_dir)?;
+    let mut lab = lab(&prefix, xend.as_ref(), xl.as_ref(), &domains, &mode)?;
+    if lab.gateway_on_dummy && !simulate::dummy_driver_present() {
+        // Arguments of `network route start` win over the mode file, and every vif then
+        // uses the settings start ran with: the example files stay as they are.
+        lab.network_args.push("gateway_kind", "bridge");
+        println!("note: no dummy driver is loaded or built in (loading one would add dummy0 to this host itself), so the lab holds the gateway on a bridge without ports (gateway_kind=bridge)");
+    }
     if args.dry_run {
         print_lab(&lab);
         return Ok(());
     }
     let state_dir = std::env::temp_dir().join(format!("{prefix}-state"));
-    let empty_modes = std::env::temp_dir().join(format!("{prefix}-modes"));
     std::fs::create_dir_all(&empty_modes).context("creating a mode directory")?;
-    let modes_dir = args.modes_dir.clone().unwrap_or(empty_modes.clone());
     let dirs = Dirs { state: state_dir, modes: modes_dir, made: empty_modes };
     if args.teardown {
         return teardown(&lab, &dirs);
@@ -73,20 +82,47 @@ pub fn run(args: SetupArgs) -> Result<()> {
     result.and(down)
 }
 
+/// The mode the configs select, with route mode's settings read as the lab's own vifnet
+/// calls will read them: the mode files of `modes_dir`, network-script arguments over them.
+fn sim_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>, modes_dir: &Path) -> Result<SimMode> {
+    match selected_mode(xend, xl)? {
+        "route" => {
+            let inputs = Inputs { args: network_args(xend), ..Default::default() };
+            inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS).context("xend-config.sxp network-script")?;
+            Ok(SimMode::Route(inputs::route_mode_in(modes_dir, &inputs)?))
+        }
+        _ => Ok(SimMode::Bridge),
+    }
+}
+
 struct Dirs {
     state: PathBuf,
     modes: PathBuf,
     made: PathBuf,
 }
 
+impl Dirs {
+    /// vifnet in the lab's dom0, with the lab's state and mode directories.
+    fn vifnet(&self, lab: &Lab, args: &[String], env: &[(&str, String)]) -> Result<String> {
+        simulate::vifnet_in(&lab.dom0, &self.state, &self.modes, args, env)
+    }
+}
+
 fn print_lab(lab: &Lab) {
     println!("mode {}: dom0 {} (uplink {}), lan host {}", lab.mode, lab.dom0, lab.uplink, lab.lan);
-    let args: Vec<String> = lab.network_args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("  network {} start {}", lab.mode, args.join(" "));
+    println!("  {}", lab.network_call("start").join(" "));
+    for r in &lab.lan_routes {
+        println!("  lan host route {r}");
+    }
     for g in &lab.guests {
         for v in &g.vifs {
             let s: Vec<String> = v.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("  guest {} ({}): vif {} online {}", g.name, g.netns, v.kernel_name(), s.join(" "));
+            let mut side: Vec<String> = v.guest_addrs.iter().map(|a| a.to_string()).collect();
+            side.extend(v.guest_routes.iter().map(|r| format!("route {r}")));
+            if !side.is_empty() {
+                println!("    {}: {}", v.guest_dev(), side.join(", "));
+            }
         }
     }
 }
@@ -94,41 +130,42 @@ fn print_lab(lab: &Lab) {
 fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
     print_lab(lab);
     simulate::build(lab)?;
-    let mut start = vec!["network".to_string(), lab.mode.clone(), "start".into()];
-    start.extend(lab.network_args.iter().map(|(k, v)| format!("{k}={v}")));
-    simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &start, &[])?;
-    let mut status = vec!["network".to_string(), lab.mode.clone(), "status".into()];
-    status.extend(lab.network_args.iter().filter(|(k, _)| *k == "bridge").map(|(k, v)| format!("{k}={v}")));
-    print!("{}", simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &status, &[])?);
+    d.vifnet(lab, &lab.network_call("start"), &[])?;
+    print!("{}", d.vifnet(lab, &lab.network_call("status"), &[])?);
     for g in &lab.guests {
         for v in &g.vifs {
-            let mut online = vec!["vif".to_string(), lab.mode.clone(), "online".into(), "type_if=vif".into()];
-            online.extend(v.settings.iter().map(|(k, v)| format!("{k}={v}")));
-            simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &online, &[("vif", v.kernel_name())])?;
+            d.vifnet(lab, &lab.vif_call(v, "online"), &[("vif", v.kernel_name())])?;
         }
     }
-    print!("{}", simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &["status".into()], &[])?);
+    print!("{}", d.vifnet(lab, &["status".into()], &[])?);
     let mut failed = Vec::new();
+    let mut check = |what: String, ok: bool| {
+        println!("check: {what}: {}", if ok { "yes" } else { "NO" });
+        if !ok {
+            failed.push(what);
+        }
+    };
     for g in &lab.guests {
-        for (dst, what) in [("192.0.2.1", "lan host 192.0.2.1"), ("2001:db8::1", "lan host 2001:db8::1")] {
-            let wants_v6 = dst.contains(':');
-            if g.vifs.iter().any(|v| v.guest_addrs.iter().any(|a| a.contains(':') == wants_v6)) {
-                let ok = simulate::ping(&g.netns, dst, None);
-                println!("check: guest {} pings the {what}: {}", g.name, if ok { "yes" } else { "NO" });
-                if !ok {
-                    failed.push(format!("guest {} cannot reach the {what}", g.name));
-                }
+        for (lan, v6) in [("192.0.2.1", false), ("2001:db8::1", true)] {
+            if g.has_family(v6) {
+                check(format!("guest {} pings the lan host {lan}", g.name), simulate::ping(&g.netns, lan, None));
             }
         }
     }
-    // Antispoofing: the first guarded guest tries an address that is not its own.
-    if let Some(g) = lab.guests.iter().find(|g| g.vifs.first().is_some_and(|v| !v.guest_addrs.is_empty() && v.settings.get("antispoof") != Some("no"))) {
-        let spoofed = "192.0.2.99";
-        simulate::add_guest_addr(&g.netns, "eth0", &format!("{spoofed}/24"))?;
-        let passed = simulate::ping(&g.netns, "192.0.2.1", Some(spoofed));
-        println!("check: guest {} sending from {spoofed}, not its own: {}", g.name, if passed { "PASSED (bad)" } else { "dropped" });
-        if passed {
-            failed.push(format!("a spoofed source from guest {} was not dropped", g.name));
+    // The other way: upstream reaches each guest (in route mode, through dom0's routes).
+    for (g, addr) in lab.guest_addresses() {
+        check(format!("the lan host pings guest {} at {addr}", g.name), simulate::ping(&lab.lan, &addr.to_string(), None));
+    }
+    // Antispoofing: a guarded guest sends from an address that is not its own; the lan host
+    // must not see it. A /32 sends it the way the guest's own traffic goes.
+    if let Some((g, v)) = lab.spoof_candidate() {
+        simulate::add_guest_addr(&g.netns, &v.guest_dev(), &format!("{SPOOFED}/32"))?;
+        let before = simulate::echo_requests_seen(&lab.lan)?;
+        simulate::ping(&g.netns, "192.0.2.1", Some(SPOOFED));
+        let arrived = simulate::echo_requests_seen(&lab.lan)? - before;
+        println!("check: guest {} sending from {SPOOFED}, not its own: {}", g.name, if arrived == 0 { "dropped" } else { "REACHED the lan host" });
+        if arrived != 0 {
+            failed.push(format!("a spoofed source from guest {} reached the lan host", g.name));
         }
     }
     if !failed.is_empty() {
@@ -140,18 +177,15 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
 
 fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {
     let mut errors = Vec::new();
-    if std::path::Path::new("/run/netns").join(&lab.dom0).exists() {
-        for g in &lab.guests {
+    if Path::new("/run/netns").join(&lab.dom0).exists() {
+            for g in &lab.guests {
             for v in &g.vifs {
-                let off = vec!["vif".to_string(), lab.mode.clone(), "offline".into(), "type_if=vif".into()];
-                if let Err(e) = simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &off, &[("vif", v.kernel_name())]) {
+                if let Err(e) = d.vifnet(lab, &lab.vif_call(v, "offline"), &[("vif", v.kernel_name())]) {
                     errors.push(e.to_string());
                 }
             }
         }
-        let mut stop = vec!["network".to_string(), lab.mode.clone(), "stop".into()];
-        stop.extend(lab.network_args.iter().filter(|(k, _)| *k == "bridge").map(|(k, v)| format!("{k}={v}")));
-        if let Err(e) = simulate::vifnet_in(&lab.dom0, &d.state, &d.modes, &stop, &[]) {
+        if let Err(e) = d.vifnet(lab, &lab.network_call("stop"), &[]) {
             errors.push(e.to_string());
         }
     }

@@ -132,8 +132,13 @@ super::modefile::mode_file! {
 /// Route mode's host-wide settings: the mode files, then `key=value` arguments. Each
 /// error names where the value came from.
 pub fn route_mode(inputs: &Inputs) -> Result<RouteMode, ConfigError> {
-    let file = super::modefile::load::<RouteModeFile>("route")?;
-    route_mode_from(inputs, file, &super::modefile::override_path("route").display().to_string())
+    route_mode_in(&super::modefile::modes_dir(), inputs)
+}
+
+/// `route_mode` with the administrator's mode files in `dir`.
+pub fn route_mode_in(dir: &std::path::Path, inputs: &Inputs) -> Result<RouteMode, ConfigError> {
+    let file = super::modefile::load_from::<RouteModeFile>(dir, "route")?;
+    route_mode_from(inputs, file, &dir.join("route.toml").display().to_string())
 }
 
 /// `route_mode` once the mode files are read (`origin` names the administrator's file).

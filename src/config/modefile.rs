@@ -1,7 +1,7 @@
 //! Mode files: `modes/<mode>.toml` shipped in the binary, overridden key by key by
 //! `$VIFNET_MODES_DIR/<mode>.toml` (default /etc/vifnet/modes). Unknown keys are errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -17,9 +17,17 @@ pub fn shipped(mode: &str) -> Option<&'static str> {
     }
 }
 
+/// The directory of the administrator's mode files: `$VIFNET_MODES_DIR`, else /etc/vifnet/modes.
+pub fn modes_dir() -> PathBuf {
+    std::env::var_os("VIFNET_MODES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(names::MODES_DIR))
+}
+
 /// Where the administrator's override of `mode` lives.
 pub fn override_path(mode: &str) -> PathBuf {
-    let dir = std::env::var_os("VIFNET_MODES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(names::MODES_DIR));
+    override_path_in(&modes_dir(), mode)
+}
+
+fn override_path_in(dir: &Path, mode: &str) -> PathBuf {
     dir.join(format!("{mode}.toml"))
 }
 
@@ -62,9 +70,14 @@ pub(crate) use mode_file;
 
 /// The shipped file, then the override if it exists, laid over it key by key.
 pub fn load<T: ModeFile>(mode: &str) -> Result<T, ConfigError> {
+    load_from(&modes_dir(), mode)
+}
+
+/// `load` with the administrator's files in `dir` (`setup --simulate --modes-dir`).
+pub fn load_from<T: ModeFile>(dir: &Path, mode: &str) -> Result<T, ConfigError> {
     let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge, route)"))?;
     let base: T = parse_partial(text, &format!("modes/{mode}.toml (shipped)"))?;
-    let path = override_path(mode);
+    let path = override_path_in(dir, mode);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(base.merge(parse_partial(&text, &path.display().to_string())?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(base),

@@ -1,18 +1,58 @@
 //! `setup --simulate`: a whole Xen configuration stood up in network namespaces. This file
 //! turns the parsed configs into a description of the lab (pure); `apply::simulate` builds it.
 
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::IpNetwork;
+
 use crate::config::domain::DomainConfig;
 use crate::config::kv::KeyValues;
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
 use crate::config::ConfigError;
-use crate::model::{parse_ip_list, parse_mtu, IfName, MacAddr};
+use crate::model::{parse_bool, parse_ip_list, parse_mtu, GatewayKind, IfName, MacAddr};
+use crate::names::{script_role, ScriptRole};
+use crate::plan::route::{answered, RouteMode};
 
-/// The lan host every guest should reach, and the dom0 uplink facing it.
+/// The lan host every guest should reach, and the dom0 uplink facing it. In route mode
+/// the lan host stands for upstream: the router that sends the routed blocks to dom0.
 pub const LAN_ADDR: &str = "192.0.2.1/24";
 pub const LAN_ADDR6: &str = "2001:db8::1/64";
 pub const DOM0_ADDR: &str = "192.0.2.2/24";
 pub const DOM0_ADDR6: &str = "2001:db8::2/64";
+
+/// A source address no guest owns, for the antispoofing check.
+pub const SPOOFED: &str = "192.0.2.99";
+
+/// The modes the lab can stand up.
+pub const MODES: &[&str] = &["bridge", "route"];
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().expect("the lab's own addresses are valid")
+}
+
+/// dom0's uplink addresses, both families.
+pub fn dom0_addrs() -> [IpNetwork; 2] {
+    [net(DOM0_ADDR), net(DOM0_ADDR6)]
+}
+
+/// A route one of the lab's stand-in hosts adds: via a gateway, or on-link (`via` None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimRoute {
+    pub dest: IpNetwork,
+    pub via: Option<IpAddr>,
+}
+
+impl fmt::Display for SimRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dest = if self.dest.prefix() == 0 { "default".to_string() } else { self.dest.to_string() };
+        match self.via {
+            Some(gw) => write!(f, "{dest} via {gw}"),
+            None => write!(f, "{dest} on-link"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimVif {
@@ -20,14 +60,21 @@ pub struct SimVif {
     pub devid: u32,
     /// Settings of the `vif=` entry, passed on as key=value arguments, as xend did.
     pub settings: KeyValues,
-    /// Address and MAC the stand-in guest configures on its side.
-    pub guest_addrs: Vec<String>,
+    /// Addresses (with the prefix the guest uses), routes and MAC the stand-in guest
+    /// configures on its side.
+    pub guest_addrs: Vec<IpNetwork>,
+    pub guest_routes: Vec<SimRoute>,
     pub guest_mac: Option<String>,
 }
 
 impl SimVif {
     pub fn kernel_name(&self) -> String {
         format!("vif{}.{}", self.domid, self.devid)
+    }
+
+    /// The guest's interface behind this vif, as netfront numbers them.
+    pub fn guest_dev(&self) -> String {
+        format!("eth{}", self.devid)
     }
 }
 
@@ -36,6 +83,13 @@ pub struct SimGuest {
     pub name: String,
     pub netns: String,
     pub vifs: Vec<SimVif>,
+}
+
+impl SimGuest {
+    /// Whether the guest has an address of this family (IPv6 when `v6`).
+    pub fn has_family(&self, v6: bool) -> bool {
+        self.vifs.iter().any(|v| v.guest_addrs.iter().any(|a| a.is_ipv6() == v6))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +101,87 @@ pub struct Lab {
     pub uplink: IfName,
     /// `network <mode> start` arguments from xend-config.sxp's network-script.
     pub network_args: KeyValues,
+    /// Routes the lan host needs to reach the guests (route mode: the routed blocks via dom0).
+    pub lan_routes: Vec<SimRoute>,
+    /// The gateway goes on a dummy link, which needs a driver this kernel may lack.
+    pub gateway_on_dummy: bool,
+    /// Whether a vif without `antispoof=` is guarded (route mode: its mode file's setting).
+    pub antispoof: bool,
     pub guests: Vec<SimGuest>,
+}
+
+impl Lab {
+    /// `network <mode> <verb>` with its arguments: start gets them all; status and stop
+    /// only what names the mode's object (the bridge), the rest comes from start's record.
+    pub fn network_call(&self, verb: &str) -> Vec<String> {
+        let mut argv = vec!["network".to_string(), self.mode.clone(), verb.to_string()];
+        let wanted = |k: &str| verb == "start" || k == "bridge";
+        argv.extend(self.network_args.iter().filter(|(k, _)| wanted(k)).map(|(k, v)| format!("{k}={v}")));
+        argv
+    }
+
+    /// `vif <mode> online|offline` for one vif: online with the vif's settings, offline
+    /// from the journal, as libxl calls it once xenstore is gone.
+    pub fn vif_call(&self, vif: &SimVif, verb: &str) -> Vec<String> {
+        let mut argv = vec!["vif".to_string(), self.mode.clone(), verb.to_string(), "type_if=vif".into()];
+        if verb == "online" {
+            argv.extend(vif.settings.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        argv
+    }
+
+    /// The guest that shows antispoofing: the first whose first vif is guarded and has an
+    /// IPv4 address (the forged source is IPv4), with that vif.
+    pub fn spoof_candidate(&self) -> Option<(&SimGuest, &SimVif)> {
+        self.guests.iter().find_map(|g| {
+            let v = g.vifs.first()?;
+            let guarded = v.settings.get("antispoof").map_or(self.antispoof, |s| parse_bool("antispoof", s).unwrap_or(true));
+            (guarded && v.guest_addrs.iter().any(|a| a.is_ipv4())).then_some((g, v))
+        })
+    }
+
+    /// Every guest address, for the lan host to ping.
+    pub fn guest_addresses(&self) -> impl Iterator<Item = (&SimGuest, IpAddr)> {
+        self.guests.iter().flat_map(|g| g.vifs.iter().flat_map(move |v| v.guest_addrs.iter().map(move |a| (g, a.ip()))))
+    }
+}
+
+/// The mode the configs select: xend's vif-script, else its network-script, else xl.conf's
+/// `vif.default.script`; bridge when none says.
+pub fn selected_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>) -> Result<&'static str, ConfigError> {
+    let of = |what: &str, script: &str| match script_role(script) {
+        Some((_, mode)) if MODES.contains(&mode) => Ok(mode),
+        _ => Err(ConfigError::bad(what, script, format!("is not a mode vifnet simulates ({})", MODES.join(", ")))),
+    };
+    let vif = xend.and_then(|x| x.vif_script.as_ref()).map(|s| of("vif-script", &s.script)).transpose()?;
+    let network = xend.and_then(|x| x.network_script.as_ref()).map(|s| of("network-script", &s.script)).transpose()?;
+    if let (Some(v), Some(n)) = (vif, network) {
+        if v != n {
+            return Err(ConfigError::bad("network-script", n, format!("does not match vif-script's mode ({v})")));
+        }
+    }
+    let xl_mode = match xl.and_then(|x| x.default_script.as_deref()) {
+        // A network-* name here is a mistake xl would run per vif: refuse it.
+        Some(s) if matches!(script_role(s), Some((ScriptRole::Network, _))) => {
+            return Err(ConfigError::bad("vif.default.script", s, "is a network script, not a vif script"))
+        }
+        Some(s) => Some(of("vif.default.script", s)?),
+        None => None,
+    };
+    Ok(vif.or(network).or(xl_mode).unwrap_or("bridge"))
+}
+
+/// `network <mode> start` arguments from xend-config.sxp's network-script.
+pub fn network_args(xend: Option<&XendConfig>) -> KeyValues {
+    xend.and_then(|x| x.network_script.as_ref()).map(|s| s.args.clone()).unwrap_or_default()
+}
+
+/// What the lab needs to know of the mode beyond the configs: route mode's settings (the
+/// mode file with the network-script arguments over it) place the gateway and the blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimMode {
+    Bridge,
+    Route(RouteMode),
 }
 
 /// A namespace name for `prefix` and `what`, within the 15-byte-free but tidy limits.
@@ -55,23 +189,25 @@ fn ns_name(prefix: &str, what: &str) -> String {
     format!("{prefix}-{what}")
 }
 
-pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains: &[DomainConfig]) -> Result<Lab, ConfigError> {
-    let script_mode = |s: Option<&str>| s.map(|m| m.to_string());
-    let mode = script_mode(xend.and_then(|x| x.vif_script.as_ref()).and_then(|s| s.mode()))
-        .or_else(|| script_mode(xend.and_then(|x| x.network_script.as_ref()).and_then(|s| s.mode())))
-        .or_else(|| {
-            xl.and_then(|x| x.default_script.as_deref()).map(|s| s.rsplit('/').next().unwrap_or(s).trim_start_matches("vif-").to_string())
-        })
-        .unwrap_or_else(|| "bridge".to_string());
-    if mode != "bridge" {
-        return Err(ConfigError::bad("vif-script", mode, "is not a mode vifnet simulates yet (bridge)"));
-    }
-    let network_args = xend.and_then(|x| x.network_script.as_ref()).map(|s| s.args.clone()).unwrap_or_default();
-    let uplink = IfName::parse("network-script netdev", network_args.get("netdev").unwrap_or("eth0"))?;
-    let default_bridge = xl.and_then(|x| x.default_bridge.clone()).or_else(|| network_args.get("bridge").map(String::from));
+pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains: &[DomainConfig], mode: &SimMode) -> Result<Lab, ConfigError> {
+    let network_args = network_args(xend);
+    let (mode_name, uplink) = match mode {
+        SimMode::Bridge => ("bridge", IfName::parse("network-script netdev", network_args.get("netdev").unwrap_or("eth0"))?),
+        // The route mode's netdev has the network-script's over the mode file's; else
+        // xl.conf's gatewaydev names the uplink, which start finds by the default route.
+        SimMode::Route(m) => match &m.netdev {
+            Some(n) => ("route", n.clone()),
+            None => ("route", IfName::parse("vif.default.gatewaydev", xl.and_then(|x| x.default_gatewaydev.as_deref()).unwrap_or("eth0"))?),
+        },
+    };
+    let default_bridge = match mode {
+        SimMode::Bridge => xl.and_then(|x| x.default_bridge.clone()).or_else(|| network_args.get("bridge").map(String::from)),
+        SimMode::Route(_) => None,
+    };
     let vif_script_args = xend.and_then(|x| x.vif_script.as_ref()).map(|s| s.args.clone()).unwrap_or_default();
 
     let mut guests = Vec::new();
+    let mut lan_routes: Vec<SimRoute> = Vec::new();
     for (i, d) in domains.iter().enumerate() {
         let domid = i as u32 + 1;
         let mut vifs = Vec::new();
@@ -105,13 +241,217 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
             if let Some(v) = settings.get("mtu") {
                 parse_mtu(&at("mtu"), v)?;
             }
-            let guest_addrs = ips
-                .iter()
-                .map(|n| if n.is_ipv4() { format!("{}/24", n.ip()) } else { format!("{}/64", n.ip()) })
-                .collect();
-            vifs.push(SimVif { domid, devid: devid as u32, guest_mac: settings.get("mac").map(String::from), settings, guest_addrs });
+            if let Some(v) = settings.get("antispoof") {
+                parse_bool(&at("antispoof"), v)?;
+            }
+            let (mut guest_addrs, mut guest_routes) = (Vec::new(), Vec::new());
+            match mode {
+                // On the lan's own subnets, next to the lan host.
+                SimMode::Bridge => {
+                    guest_addrs = ips.iter().map(|n| net_of(n.ip(), if n.is_ipv4() { 24 } else { 64 })).collect();
+                }
+                SimMode::Route(m) => {
+                    if ips.is_empty() {
+                        return Err(ConfigError::Missing {
+                            key: at("ip"),
+                            hint: "route mode routes the guest's own addresses: give ip= in the vif entry".into(),
+                        });
+                    }
+                    for ip in &ips {
+                        let g = routed_guest(*ip, m, &at("ip"))?;
+                        guest_addrs.push(g.addr);
+                        for r in g.routes {
+                            if !guest_routes.contains(&r) {
+                                guest_routes.push(r);
+                            }
+                        }
+                        if !lan_routes.contains(&g.upstream) {
+                            lan_routes.push(g.upstream);
+                        }
+                    }
+                }
+            }
+            let guest_mac = settings.get("mac").map(String::from);
+            vifs.push(SimVif { domid, devid: devid as u32, settings, guest_addrs, guest_routes, guest_mac });
         }
         guests.push(SimGuest { name: d.name.clone(), netns: ns_name(prefix, &d.name), vifs });
     }
-    Ok(Lab { mode, dom0: ns_name(prefix, "dom0"), lan: ns_name(prefix, "lan"), uplink, network_args, guests })
+    let gateway_on_dummy = matches!(mode, SimMode::Route(m) if !m.gateway.is_empty() && m.gateway_kind == GatewayKind::Dummy);
+    Ok(Lab {
+        mode: mode_name.to_string(),
+        dom0: ns_name(prefix, "dom0"),
+        lan: ns_name(prefix, "lan"),
+        uplink,
+        network_args,
+        lan_routes,
+        gateway_on_dummy,
+        antispoof: !matches!(mode, SimMode::Route(m) if !m.antispoof),
+        guests,
+    })
+}
+
+fn net_of(addr: IpAddr, prefix: u8) -> IpNetwork {
+    IpNetwork::new(addr, prefix).expect("a prefix within the family's length")
+}
+
+fn host_route(addr: IpAddr) -> IpNetwork {
+    net_of(addr, if addr.is_ipv4() { 32 } else { 128 })
+}
+
+/// One routed guest address as each side of the lab sees it.
+struct RoutedAddr {
+    /// What the guest puts on its interface.
+    addr: IpNetwork,
+    /// The guest's routes: default via the gateway vifnet answers on the vif.
+    routes: Vec<SimRoute>,
+    /// How upstream reaches the address.
+    upstream: SimRoute,
+}
+
+/// A guest of a routed block uses the block's prefix and the gateway in it, as a customer
+/// of a routed /29 does; an address outside every block gets a /32 (/128) and an on-link
+/// route to the gateway vifnet answers on the vif (dom0's uplink address when the mode has
+/// no gateway, as with Xen's vif-route). Upstream routes the block, or that one address,
+/// to dom0; with `uplink_proxy` it treats them as on-link and dom0 answers for each guest.
+fn routed_guest(ip: IpNetwork, mode: &RouteMode, at: &str) -> Result<RoutedAddr, ConfigError> {
+    let v4 = ip.is_ipv4();
+    let gateway = answered(mode, &dom0_addrs()).into_iter().find(|a| a.is_ipv4() == v4).ok_or_else(|| {
+        ConfigError::bad(at, ip.to_string(), "has no gateway of its family: add one to route mode's gateway (route.toml)")
+    })?;
+    let any: IpAddr = if v4 { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+    let default = SimRoute { dest: net_of(any, 0), via: Some(gateway.ip()) };
+    let block = mode.gateway.iter().find(|b| b.is_ipv4() == v4 && b.contains(ip.ip()));
+    let (addr, routes, upstream_dest) = match block {
+        Some(b) => (net_of(ip.ip(), b.prefix()), vec![default], net_of(b.network(), b.prefix())),
+        None => (host_route(ip.ip()), vec![SimRoute { dest: gateway, via: None }, default], ip),
+    };
+    let dom0 = dom0_addrs().into_iter().find(|a| a.is_ipv4() == v4).map(|a| a.ip());
+    let upstream = SimRoute { dest: upstream_dest, via: if mode.uplink_proxy { None } else { dom0 } };
+    Ok(RoutedAddr { addr, routes, upstream })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::domain::parse_domain_config;
+    use crate::config::sxp::parse_xend_config;
+    use crate::config::xlconf::parse_xl_conf;
+
+    fn domain(name: &str, vif: &str) -> DomainConfig {
+        parse_domain_config(&format!("name = \"{name}\"\nvif = [ '{vif}' ]\n"), &format!("{name}.cfg")).unwrap()
+    }
+    fn route_mode(gateway: &str, uplink_proxy: bool) -> RouteMode {
+        RouteMode {
+            netdev: None,
+            gateway: crate::model::parse_gateway("t", gateway).unwrap(),
+            gateway_link: IfName::parse("t", "dummy0").unwrap(),
+            gateway_kind: GatewayKind::Dummy,
+            uplink_proxy,
+            antispoof: true,
+        }
+    }
+    fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+        items.iter().map(T::to_string).collect()
+    }
+    fn xend(text: &str) -> XendConfig {
+        parse_xend_config(text, "xend-config.sxp").unwrap()
+    }
+
+    #[test]
+    fn the_mode_comes_from_xend_scripts_then_xl_conf() {
+        let route = xend("(network-script 'network-route netdev=eth1')\n(vif-script vif-route)\n");
+        assert_eq!(selected_mode(Some(&route), None), Ok("route"));
+        let xl = |s: &str| parse_xl_conf(&format!("vif.default.script=\"{s}\"\n"), "xl.conf").unwrap();
+        assert_eq!(selected_mode(None, Some(&xl("vifnet-route"))), Ok("route"));
+        assert_eq!(selected_mode(None, Some(&xl("/etc/xen/scripts/vif-route"))), Ok("route"));
+        assert_eq!(selected_mode(None, None), Ok("bridge"));
+        assert_eq!(network_args(Some(&route)).get("netdev"), Some("eth1"));
+        let e = selected_mode(None, Some(&xl("vif-nat"))).unwrap_err().to_string();
+        assert_eq!(e, "vif.default.script: \"vif-nat\" is not a mode vifnet simulates (bridge, route)");
+        let mixed = xend("(network-script network-bridge)\n(vif-script vif-route)\n");
+        assert!(selected_mode(Some(&mixed), None).unwrap_err().to_string().contains("does not match vif-script's mode (route)"));
+        assert!(selected_mode(None, Some(&xl("network-route"))).is_err());
+    }
+
+    #[test]
+    fn routed_guests_use_the_blocks_prefix_and_gateway_and_upstream_routes_the_block_to_dom0() {
+        let m = SimMode::Route(route_mode("80.68.86.193/29 2001:db8:42::1/64", false));
+        let domains = [
+            domain("web", "mac=00:16:3e:5a:00:01, ip=80.68.86.194 2001:db8:42::194"),
+            domain("mail", "mac=00:16:3e:5a:00:02, ip=80.68.86.195 2001:db8:42::195, bridge=xenbr0"),
+        ];
+        let lab = lab("t", None, None, &domains, &m).unwrap();
+        assert_eq!((lab.mode.as_str(), lab.uplink.as_str(), lab.gateway_on_dummy), ("route", "eth0", true));
+        let web = &lab.guests[0].vifs[0];
+        assert_eq!(strings(&web.guest_addrs), ["80.68.86.194/29", "2001:db8:42::194/64"]);
+        assert_eq!(strings(&web.guest_routes), ["default via 80.68.86.193", "default via 2001:db8:42::1"]);
+        // Both guests share the blocks: upstream has one route for each.
+        assert_eq!(strings(&lab.lan_routes), ["80.68.86.192/29 via 192.0.2.2", "2001:db8:42::/64 via 2001:db8::2"]);
+        // A bridge= in the vif line is bridge mode's business: passed on, and no default added.
+        assert_eq!(lab.guests[1].vifs[0].settings.get("bridge"), Some("xenbr0"));
+        assert_eq!(web.settings.get("bridge"), None);
+        assert_eq!(
+            lab.vif_call(web, "online"),
+            ["vif", "route", "online", "type_if=vif", "mac=00:16:3e:5a:00:01", "ip=80.68.86.194 2001:db8:42::194"]
+        );
+        assert_eq!(lab.vif_call(web, "offline"), ["vif", "route", "offline", "type_if=vif"]);
+        let lan_pings: Vec<String> = lab.guest_addresses().map(|(g, a)| format!("{} {a}", g.name)).collect();
+        assert_eq!(lan_pings, ["web 80.68.86.194", "web 2001:db8:42::194", "mail 80.68.86.195", "mail 2001:db8:42::195"]);
+        assert_eq!(lab.spoof_candidate().map(|(g, _)| g.name.as_str()), Some("web"));
+    }
+
+    #[test]
+    fn the_spoofing_check_picks_a_guarded_guest_with_ipv4() {
+        let m = route_mode("80.68.86.193/29 2001:db8:42::1/64", false);
+        let domains = [domain("v6", "ip=2001:db8:42::196"), domain("open", "ip=80.68.86.197, antispoof=no"), domain("web", "ip=80.68.86.194")];
+        let l = lab("t", None, None, &domains, &SimMode::Route(m.clone())).unwrap();
+        assert_eq!(l.spoof_candidate().map(|(g, _)| g.name.as_str()), Some("web"));
+        let off = lab("t", None, None, &domains, &SimMode::Route(RouteMode { antispoof: false, ..m })).unwrap();
+        assert!(off.spoof_candidate().is_none(), "the mode file turned antispoofing off");
+    }
+
+    #[test]
+    fn with_uplink_proxy_upstream_has_the_block_on_link() {
+        let xl = parse_xl_conf("vif.default.script=\"vifnet-route\"\nvif.default.gatewaydev=\"bond0\"\n", "xl.conf").unwrap();
+        let m = SimMode::Route(route_mode("80.68.86.193/29", true));
+        let lab = lab("t", None, Some(&xl), &[domain("web", "ip=80.68.86.194")], &m).unwrap();
+        assert_eq!(strings(&lab.lan_routes), ["80.68.86.192/29 on-link"]);
+        assert_eq!(lab.uplink.as_str(), "bond0", "xl.conf's gatewaydev is the uplink when the mode names none");
+    }
+
+    #[test]
+    fn without_a_gateway_guests_use_dom0s_uplink_address_as_xen_did() {
+        let mut m = route_mode("", false);
+        m.netdev = Some(IfName::parse("t", "eth1").unwrap());
+        let lab = lab("t", None, None, &[domain("web", "ip=198.51.100.7 2001:db8:7::7")], &SimMode::Route(m)).unwrap();
+        let web = &lab.guests[0].vifs[0];
+        assert_eq!(strings(&web.guest_addrs), ["198.51.100.7/32", "2001:db8:7::7/128"]);
+        assert_eq!(
+            strings(&web.guest_routes),
+            ["192.0.2.2/32 on-link", "default via 192.0.2.2", "2001:db8::2/128 on-link", "default via 2001:db8::2"]
+        );
+        assert_eq!(strings(&lab.lan_routes), ["198.51.100.7/32 via 192.0.2.2", "2001:db8:7::7/128 via 2001:db8::2"]);
+        assert_eq!((lab.uplink.as_str(), lab.gateway_on_dummy), ("eth1", false));
+    }
+
+    #[test]
+    fn a_routed_guest_needs_addresses_and_a_gateway_of_each_family() {
+        let m = SimMode::Route(route_mode("80.68.86.193/29", false));
+        let e = lab("t", None, None, &[domain("web", "mac=00:16:3e:5a:00:01")], &m).unwrap_err().to_string();
+        assert!(e.starts_with("web vif[0] ip: missing (route mode routes"), "{e}");
+        let e = lab("t", None, None, &[domain("web", "ip=80.68.86.194 2001:db8:42::194")], &m).unwrap_err().to_string();
+        assert_eq!(e, "web vif[0] ip: \"2001:db8:42::194/128\" has no gateway of its family: add one to route mode's gateway (route.toml)");
+    }
+
+    #[test]
+    fn bridge_guests_sit_on_the_lans_subnets_with_the_default_bridge() {
+        let x = xend("(network-script 'network-bridge netdev=eth0 bridge=xenbr0 takeover=yes')\n(vif-script vif-bridge)\n");
+        let lab = lab("t", Some(&x), None, &[domain("web", "ip=192.0.2.10 2001:db8::10")], &SimMode::Bridge).unwrap();
+        let web = &lab.guests[0].vifs[0];
+        assert_eq!(strings(&web.guest_addrs), ["192.0.2.10/24", "2001:db8::10/64"]);
+        assert!(web.guest_routes.is_empty() && lab.lan_routes.is_empty() && !lab.gateway_on_dummy);
+        assert_eq!(web.settings.get("bridge"), Some("xenbr0"));
+        assert_eq!(lab.network_call("start"), ["network", "bridge", "start", "netdev=eth0", "bridge=xenbr0", "takeover=yes"]);
+        assert_eq!(lab.network_call("stop"), ["network", "bridge", "stop", "bridge=xenbr0"]);
+    }
 }
