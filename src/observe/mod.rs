@@ -116,13 +116,13 @@ pub async fn uplink(handle: &Handle, name: &IfName) -> Result<Option<UplinkFacts
 }
 
 /// The address messages of the link with `index`, both families: the kernel filters the
-/// dump (strict checking), so this costs the same however many guests there are.
+/// dump (strict checking and the header's index), so this costs the same however many
+/// guests there are.
 pub async fn address_messages(handle: &Handle, index: u32) -> Result<Vec<AddressMessage>, ObserveError> {
-    handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
+    let mut req = handle.address().get().set_link_index_filter(index);
+    // rtnetlink's filter alone works on the client side, after the kernel sent everything.
+    req.message_mut().header.index = index;
+    req.execute()
         .try_collect()
         .await
         .map_err(|err| ObserveError::Netlink { what: format!("addresses of link {index}"), err })
