@@ -23,10 +23,16 @@ pub const SET_VIF_NET6: &str = "vif_net6";
 /// names it `vifnet` in /etc/iproute2/rt_protos.d). Teardown deletes only routes with it.
 pub const ROUTE_PROTOCOL: u8 = 118;
 
-/// Our sysctl drop-in, so that a `sysctl --system` keeps route mode's settings; the
-/// directory is `$VIFNET_SYSCTL_DIR`, else /run/sysctl.d (gone at reboot, as our state is).
-pub const SYSCTL_DROPIN: &str = "99-vifnet-route.conf";
+/// A mode's sysctl drop-in, so that a `sysctl --system` keeps its settings; the directory
+/// is `$VIFNET_SYSCTL_DIR`, else /run/sysctl.d (gone at reboot, as our state is).
+pub fn sysctl_dropin(mode: &str) -> String {
+    format!("99-vifnet-{mode}.conf")
+}
 pub const SYSCTL_DIR: &str = "/run/sysctl.d";
+
+/// `ifname . ipv4_addr` intervals in `inet vifnet`: masquerade sources in this prefix going
+/// out of this uplink (nat mode; an element, so a second start adds no second rule).
+pub const SET_MASQ_OUT: &str = "masq_out";
 
 /// The alias written on links vifnet created, so `stop` deletes only its own.
 pub const LINK_ALIAS: &str = "vifnet";

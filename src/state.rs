@@ -11,7 +11,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::names;
-use crate::plan::route::HostRecord;
 use crate::plan::takeover::TakeoverRecord;
 use crate::plan::VifJournal;
 
@@ -141,17 +140,17 @@ pub fn remove_takeover(bridge: &str) -> Result<(), StateError> {
     remove(&takeover_path(bridge))
 }
 
-fn route_host_path() -> PathBuf {
-    dir().join("route.json")
+fn host_path(mode: &str) -> PathBuf {
+    dir().join(format!("{mode}.json"))
 }
 
-/// What route mode's host-wide part did, if it has run.
-pub fn read_route_host() -> Result<Option<HostRecord>, StateError> {
-    read_json(&route_host_path())
+/// What a mode's host-wide part did (`<state>/<mode>.json`), if it has run.
+pub fn read_host<T: DeserializeOwned>(mode: &str) -> Result<Option<T>, StateError> {
+    read_json(&host_path(mode))
 }
-pub fn write_route_host(rec: &HostRecord) -> Result<(), StateError> {
-    write_json(&route_host_path(), rec)
+pub fn write_host<T: Serialize>(mode: &str, rec: &T) -> Result<(), StateError> {
+    write_json(&host_path(mode), rec)
 }
-pub fn remove_route_host() -> Result<(), StateError> {
-    remove(&route_host_path())
+pub fn remove_host(mode: &str) -> Result<(), StateError> {
+    remove(&host_path(mode))
 }

@@ -3,6 +3,8 @@
 //! remaining steps still run and every failure is reported (teardown).
 
 mod announce;
+mod dnsmasq;
+pub mod files;
 mod links;
 pub mod nft;
 pub mod nft_netlink;
@@ -93,7 +95,12 @@ async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
         Step::LinkUp { dev, mtu } => links::up(handle, dev, *mtu).await,
         Step::LinkDown { dev } => links::down(handle, dev).await,
         Step::Sysctl { key, to, .. } => sysctl::write(key, to),
-        Step::SysctlDropIn(lines) => sysctl::drop_in(lines.as_deref()),
+        Step::SysctlDropIn { mode, lines } => sysctl::drop_in(mode, lines.as_deref()),
+        Step::WriteFile { path, to, .. } => files::replace(path, to),
+        Step::SignalDnsmasq { pidfile } => dnsmasq::reload(pidfile),
+        Step::StartDnsmasq { config, text, pidfile } => dnsmasq::start(config, text, pidfile),
+        Step::StopDnsmasq { pidfile, config } => dnsmasq::stop(pidfile, config),
+        Step::EnsureNftNat => nft::ensure_nat(),
         Step::AddAddress { dev, addr } => routing::add_address(handle, dev, *addr).await,
         Step::DelAddress { dev, addr } => routing::del_address(handle, dev, *addr).await,
         Step::AddRoute { dest, dev, metric } => routing::add_route(handle, *dest, dev, *metric).await,
@@ -116,7 +123,9 @@ fn undo(step: &Step) -> Option<Step> {
         Step::AttachPort { port, .. } => Some(Step::DetachPort { port: port.clone() }),
         Step::LinkUp { dev, .. } => Some(Step::LinkDown { dev: dev.clone() }),
         Step::Sysctl { key, from, to } => Some(Step::Sysctl { key: key.clone(), from: to.clone(), to: from.clone() }),
-        Step::SysctlDropIn(Some(_)) => Some(Step::SysctlDropIn(None)),
+        Step::SysctlDropIn { mode, lines: Some(_) } => Some(Step::SysctlDropIn { mode, lines: None }),
+        Step::WriteFile { path, from, to } => Some(Step::WriteFile { path: path.clone(), from: to.clone(), to: from.clone() }),
+        Step::StartDnsmasq { config, pidfile, .. } => Some(Step::StopDnsmasq { pidfile: pidfile.clone(), config: config.clone() }),
         Step::AddAddress { dev, addr } => Some(Step::DelAddress { dev: dev.clone(), addr: *addr }),
         Step::AddRoute { dest, dev, metric } => Some(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: *metric }),
         Step::AddProxy { dev, addr } => Some(Step::DelProxy { dev: dev.clone(), addr: *addr }),
@@ -125,7 +134,10 @@ fn undo(step: &Step) -> Option<Step> {
         Step::DeleteLink { .. }
         | Step::DetachPort { .. }
         | Step::LinkDown { .. }
-        | Step::SysctlDropIn(None)
+        | Step::SysctlDropIn { lines: None, .. }
+        | Step::SignalDnsmasq { .. }
+        | Step::StopDnsmasq { .. }
+        | Step::EnsureNftNat
         | Step::DelAddress { .. }
         | Step::DelRoute { .. }
         | Step::DelProxy { .. }

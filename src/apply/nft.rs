@@ -35,13 +35,29 @@ pub fn delete_table_if_unused(table: Table) -> Result<(), ApplyError> {
         return Ok(());
     }
     for set in table.sets() {
-        if !nft_netlink::list_elements(nfproto(table), NFT_TABLE, set).map_err(nl)?.is_empty() {
-            return Ok(());
+        // A set that is not there (nat mode's, in a table only route mode used) is empty.
+        match nft_netlink::list_elements(nfproto(table), NFT_TABLE, set) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {}
+            r => {
+                if !r.map_err(nl)?.is_empty() {
+                    return Ok(());
+                }
+            }
         }
     }
     let mut batch = nftables::batch::Batch::new();
     batch.delete(nftables::schema::NfListObject::Table(nftables::schema::Table { family: table.family(), name: NFT_TABLE.into(), handle: None }));
     nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| ApplyError::Nft(format!("deleting table {table}: {e}")))
+}
+
+/// Adds nat mode's set and masquerade chain to `inet vifnet` when its set is missing (under
+/// the lock, so only one call makes them).
+pub fn ensure_nat() -> Result<(), ApplyError> {
+    match nft_netlink::list_elements(NFPROTO_INET, NFT_TABLE, crate::names::SET_MASQ_OUT) {
+        Err(e) if e.errno() == Some(libc::ENOENT) => {}
+        r => return r.map(|_| ()).map_err(nl),
+    }
+    nftables::helper::apply_ruleset(&crate::plan::nft::nat_part()).map_err(|e| ApplyError::Nft(format!("adding nat to table inet {NFT_TABLE}: {e}")))
 }
 
 /// The kernel's form of one element: key (and range end for prefixes).
@@ -56,6 +72,11 @@ pub fn encode(elem: &Elem) -> SetElem {
                 IpNetwork::V6(n) => key_ipv6(n.ip()),
             };
             SetElem { set, key: concat(&[key_ifname(port.as_str()), addr]), key_end: None }
+        }
+        Elem::Masq(uplink, net) => {
+            let name = key_ifname(uplink.as_str());
+            let (first, last) = (key_ipv4(net.network()), key_ipv4(net.broadcast()));
+            SetElem { set, key: concat(&[name.clone(), first]), key_end: Some(concat(&[name, last])) }
         }
         Elem::Ip(port, net) => {
             let (first, last) = match net {

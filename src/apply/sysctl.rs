@@ -4,12 +4,15 @@
 use std::path::PathBuf;
 
 use super::ApplyError;
-use crate::names::{SYSCTL_DIR, SYSCTL_DROPIN};
+use crate::names::{sysctl_dropin, SYSCTL_DIR};
 
 /// Writes `value` to /proc/sys/`key` (slash form, so interface names with dots are safe).
+/// A key that is not there belongs to a device that is gone: nothing left to set.
 pub fn write(key: &str, value: &str) -> Result<(), ApplyError> {
-    std::fs::write(format!("/proc/sys/{key}"), value)
-        .map_err(|e| ApplyError::Failed { what: format!("sysctl {key}={value}"), message: e.to_string() })
+    match std::fs::write(format!("/proc/sys/{key}"), value) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|e| ApplyError::Failed { what: format!("sysctl {key}={value}"), message: e.to_string() }),
+    }
 }
 
 /// The drop-in directory: `$VIFNET_SYSCTL_DIR` (tests), else /run/sysctl.d.
@@ -17,11 +20,11 @@ fn dir() -> PathBuf {
     std::env::var_os("VIFNET_SYSCTL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSCTL_DIR))
 }
 
-/// Writes our drop-in with these settings (through a rename: a reload never reads half
-/// of it), or removes it (`None`; a missing file is success).
-pub fn drop_in(lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
+/// Writes the mode's drop-in with these settings (through a rename: a reload never reads
+/// half of it), or removes it (`None`; a missing file is success).
+pub fn drop_in(mode: &str, lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
     let dir = dir();
-    let path = dir.join(SYSCTL_DROPIN);
+    let path = dir.join(sysctl_dropin(mode));
     let fail = |e: std::io::Error| ApplyError::Failed { what: path.display().to_string(), message: e.to_string() };
     let Some(lines) = lines else {
         return match std::fs::remove_file(&path) {
@@ -29,7 +32,7 @@ pub fn drop_in(lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
             _ => Ok(()),
         };
     };
-    let mut text = String::from("# Written by vifnet (route mode) and removed by `vifnet network route stop`.\n");
+    let mut text = format!("# Written by vifnet ({mode} mode) and removed by `vifnet network {mode} stop`.\n");
     for (k, v) in lines {
         text.push_str(&format!("{k} = {v}\n"));
     }

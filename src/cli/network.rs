@@ -6,12 +6,12 @@ use anyhow::{bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::plan::route::{self as plan_route, HostFacts};
-use crate::plan::{bridge as plan_bridge, takeover, VifJournal};
+use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, VifJournal};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
 pub struct NetworkArgs {
-    /// The mode: bridge or route.
+    /// The mode: bridge, route or nat.
     mode: String,
     /// start, stop or status, and key=value settings (bridge: bridge, netdev, takeover,
     /// antispoof, create_bridge; route: netdev, gateway, gateway_link, gateway_kind,
@@ -30,7 +30,8 @@ pub fn run(args: NetworkArgs) -> Result<()> {
     match args.mode.as_str() {
         "bridge" => bridge(&args, &inputs, command),
         "route" => route(&args, &inputs, command),
-        other => bail!("mode {other:?}: not available yet (bridge and route are)"),
+        "nat" => nat(&args, &inputs, command),
+        other => bail!("mode {other:?}: not a mode (bridge, route, nat)"),
     }
     .context(format!("network {} {command}", args.mode))
 }
@@ -124,7 +125,7 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
         let handle = apply::connect()?;
         match command {
             "start" => {
-                if state::read_route_host()?.is_some() {
+                if state::read_host::<plan_route::HostRecord>("route")?.is_some() {
                     log::info("route mode: started already");
                     return Ok(());
                 }
@@ -134,16 +135,16 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     print!("{plan}");
                     return Ok(());
                 }
-                state::write_route_host(&record)?;
+                state::write_host("route", &record)?;
                 if let Err(e) = apply::setup(&handle, &plan).await {
-                    state::remove_route_host()?;
+                    state::remove_host("route")?;
                     return Err(anyhow::anyhow!(e).context("rolled back"));
                 }
                 log::info(&format!("route mode: forwarding on{}", gateway_note(&record)));
                 Ok(())
             }
             "stop" => {
-                let Some(record) = state::read_route_host()? else { return Ok(()) };
+                let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { return Ok(()) };
                 let online: Vec<String> = state::all_vifs()?
                     .iter()
                     .filter(|j| matches!(j, VifJournal::Route(_)))
@@ -162,12 +163,12 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     return Ok(());
                 }
                 apply::teardown(&handle, &plan).await?;
-                state::remove_route_host()?;
+                state::remove_host("route")?;
                 log::info("route mode: stopped");
                 Ok(())
             }
             "status" => {
-                let Some(record) = state::read_route_host()? else { bail!("route mode: not started") };
+                let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { bail!("route mode: not started") };
                 let uplink = record.uplink.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "-".into());
                 println!("route mode: uplink {uplink}, forwarding on{}", gateway_note(&record));
                 for c in &record.sysctls {
@@ -181,6 +182,69 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     })
                     .collect();
                 println!("routed vifs: {}", if routed.is_empty() { "-".into() } else { routed.join(" ") });
+                Ok(())
+            }
+            other => bail!("command {other:?}: not a network command (start, stop, status)"),
+        }
+    })
+}
+
+/// Nat mode's host-wide part: forwarding, the masquerade element, our dnsmasq.
+fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
+    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS)?;
+    let mode = inputs::nat_mode(inputs)?;
+    let rt = crate::cli::runtime()?;
+    let _lock = lock_to_change(args, command)?;
+    rt.block_on(async {
+        let handle = apply::connect()?;
+        let started = state::read_host::<plan_nat::NatHostRecord>("nat")?;
+        match command {
+            "start" => {
+                if started.is_some() {
+                    log::info("nat mode: started already");
+                    return Ok(());
+                }
+                let facts = observe::nat_host(&handle, &mode).await?;
+                let (plan, record) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                state::write_host("nat", &record)?;
+                if let Err(e) = apply::setup(&handle, &plan).await {
+                    state::remove_host("nat")?;
+                    return Err(anyhow::anyhow!(e).context("rolled back"));
+                }
+                log::info(&format!("nat mode: {} masqueraded out of {}", record.mode.prefix, record.uplink));
+                Ok(())
+            }
+            "stop" => {
+                let Some(record) = started else { return Ok(()) };
+                let online: Vec<String> = state::all_vifs()?.iter().filter_map(|j| j.nat().map(|r| r.kernel_name.to_string())).collect();
+                if !online.is_empty() {
+                    bail!("guests are still online ({}): take their vifs offline first", online.join(" "));
+                }
+                let now = record.sysctls.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect();
+                let plan = plan_nat::host_down(&record, &now);
+                if args.dry_run {
+                    print!("{plan}");
+                    return Ok(());
+                }
+                apply::teardown(&handle, &plan).await?;
+                state::remove_host("nat")?;
+                log::info("nat mode: stopped");
+                Ok(())
+            }
+            "status" => {
+                let Some(record) = started else { bail!("nat mode: not started") };
+                let dnsmasq = match &record.dnsmasq {
+                    Some(d) => format!("ours ({})", d.pidfile.display()),
+                    None => format!("the system's ({})", record.mode.dnsmasq_pidfile.display()),
+                };
+                println!("nat mode: {} masqueraded out of {}, domain {}, dnsmasq {dnsmasq}", record.mode.prefix, record.uplink, record.mode.domain);
+                let online: Vec<String> =
+                    state::all_vifs()?.iter().filter_map(|j| j.nat().map(|r| format!("{} {} {}", r.name, r.hostname, r.guest))).collect();
+                println!("guests online: {}", if online.is_empty() { "-".into() } else { online.join(", ") });
                 Ok(())
             }
             other => bail!("command {other:?}: not a network command (start, stop, status)"),

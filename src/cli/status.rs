@@ -22,8 +22,9 @@ pub fn run(args: StatusArgs) -> Result<()> {
     for v in vifs {
         // Route mode has no bridge and does not know the guest's MAC.
         let (name, bridge, mac, antispoof, ips) = match &v {
-            VifJournal::Bridge(r) => (&r.name, r.bridge.as_str(), r.guest_mac.map(|m| m.to_string()), r.antispoof, &r.ips),
-            VifJournal::Route(r) => (&r.name, "-", None, r.antispoof, &r.ips),
+            VifJournal::Bridge(r) => (&r.name, r.bridge.as_str(), r.guest_mac.map(|m| m.to_string()), r.antispoof, r.ips.clone()),
+            VifJournal::Route(r) => (&r.name, "-", None, r.antispoof, r.ips.clone()),
+            VifJournal::Nat(r) => (&r.name, "-", Some(r.mac.to_string()), r.antispoof, vec![ipnetwork::IpNetwork::from(std::net::IpAddr::V4(r.guest))]),
         };
         let ips: Vec<String> = ips.iter().map(|n| n.to_string()).collect();
         println!(

@@ -9,13 +9,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::model::{DevType, IfName};
-use crate::plan::{bridge as plan_bridge, route as plan_route, Plan, VifJournal};
+use crate::plan::{bridge as plan_bridge, nat as plan_nat, route as plan_route, Plan, VifJournal};
 use crate::xenstore::XenStore;
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
 pub struct VifArgs {
-    /// The mode: bridge or route.
+    /// The mode: bridge, route or nat.
     mode: String,
     /// The command (online, offline, add, remove) and key=value settings
     /// (type_if, vif, bridge, ip, mac, mtu, vifname, antispoof).
@@ -60,8 +60,8 @@ fn report_failure(xs: &mut Option<XenStore>, path: &str, msg: &str) {
 }
 
 fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore>) -> Result<()> {
-    if !["bridge", "route"].contains(&args.mode.as_str()) {
-        bail!("mode {:?}: not available yet (bridge and route are)", args.mode);
+    if !["bridge", "route", "nat"].contains(&args.mode.as_str()) {
+        bail!("mode {:?}: not a mode (bridge, route, nat)", args.mode);
     }
     let (words, kvs) = kv::parse_args(args.words.clone())?;
     let command = words.first().map(String::as_str).unwrap_or("");
@@ -94,7 +94,15 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
         }
     }
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
-    let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name };
+    // Nat mode numbers machines by the domain's name, which libxl keeps beside the domain.
+    let domain_name = match (args.mode.as_str(), xs.as_mut(), inputs.get_set("frontend-id")) {
+        ("nat", Some(x), Some(domid)) => {
+            let path = format!("/local/domain/{}/name", domid.value.trim());
+            x.read(&path).context("xenstore")?.map(|value| inputs::Sourced { value, at: format!("xenstore {path}") })
+        }
+        _ => None,
+    };
+    let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name };
     let rt = crate::cli::runtime()?;
     let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
     if action == Action::Down {
@@ -103,6 +111,7 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
     let previous = state::read_vif(kernel_name.as_str())?;
     let outcome = match args.mode.as_str() {
         "route" => rt.block_on(route_up(&call, previous))?,
+        "nat" => rt.block_on(nat_up(&call, previous))?,
         _ => rt.block_on(bridge_up(&call, previous))?,
     };
     if let (Some(path), Some(x), Outcome::Online { mtu }) = (xenbus_path, xs.as_mut(), outcome) {
@@ -117,6 +126,8 @@ struct Call<'a> {
     inputs: &'a Inputs,
     dev_type: DevType,
     kernel_name: &'a IfName,
+    /// The domain's name from xenstore (nat mode).
+    domain_name: Option<inputs::Sourced>,
 }
 
 impl Call<'_> {
@@ -182,7 +193,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
     // Once the host-wide part has run, its settings hold (they may have come as
     // `network route start` arguments); the mode file is still checked.
     let file_mode = inputs::route_mode(call.inputs)?;
-    let started = state::read_route_host()?;
+    let started = state::read_host::<plan_route::HostRecord>("route")?;
     let mode = started.as_ref().map(|h| h.mode.clone()).unwrap_or(file_mode);
     let vif = inputs::routed_vif(call.inputs, &mode, call.dev_type)?;
     let prev = call.earlier(previous.as_ref(), VifJournal::route)?;
@@ -214,11 +225,11 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
         return Ok(Outcome::DryRun);
     }
     if host_is_new {
-        state::write_route_host(&host)?;
+        state::write_host("route", &host)?;
     }
     let applied = call.apply(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref()).await;
     if applied.is_err() && host_is_new {
-        state::remove_route_host()?;
+        state::remove_host("route")?;
     }
     applied?;
     let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
@@ -233,9 +244,11 @@ async fn down(call: &Call<'_>) -> Result<()> {
         Some(j) => j,
         None => {
             let guessed = match call.args.mode.as_str() {
+                // Without its journal a NATed vif's address cannot be known for sure.
+                "nat" => return Ok(()),
                 "route" => {
                     let mode = inputs::route_mode(call.inputs)?;
-                    let host = state::read_route_host()?.unwrap_or_else(|| plan_route::HostRecord::not_started(&mode));
+                    let host = state::read_host::<plan_route::HostRecord>("route")?.unwrap_or_else(|| plan_route::HostRecord::not_started(&mode));
                     inputs::routed_vif(call.inputs, &host.mode, call.dev_type)
                         .map(|v| VifJournal::Route(plan_route::record(&v, &host, plan_route::answered(&host.mode, &[]))))
                 }
@@ -253,6 +266,11 @@ async fn down(call: &Call<'_>) -> Result<()> {
     let plan = match &journal {
         VifJournal::Bridge(r) => plan_bridge::vif_down(r),
         VifJournal::Route(r) => plan_route::vif_down(r),
+        VifJournal::Nat(r) => {
+            let host = nat_host_record(call)?;
+            let read = |p: &std::path::Path| apply::files::read(p).with_context(|| format!("reading {}", p.display()));
+            plan_nat::vif_down(r, &host, &read(&host.mode.hosts)?, &read(&host.mode.ethers)?)
+        }
     };
     if call.print(&plan) {
         return Ok(());
@@ -263,8 +281,56 @@ async fn down(call: &Call<'_>) -> Result<()> {
     match &journal {
         VifJournal::Bridge(r) => log::info(&format!("{}: off bridge {}", r.name, r.bridge)),
         VifJournal::Route(r) => log::info(&format!("{}: no longer routed", r.name)),
+        VifJournal::Nat(r) => log::info(&format!("{}: {} ({}) offline, its name and address kept", r.name, r.hostname, r.guest)),
     }
     Ok(())
+}
+
+/// Nat mode's host-wide record; if start never ran (its state lost), the mode's settings.
+fn nat_host_record(call: &Call<'_>) -> Result<plan_nat::NatHostRecord> {
+    match state::read_host::<plan_nat::NatHostRecord>("nat")? {
+        Some(h) => Ok(h),
+        None => {
+            let mode = inputs::nat_mode(call.inputs)?;
+            let uplink = mode.netdev.clone().unwrap_or_else(|| IfName::parse("netdev", "-").expect("a valid name"));
+            Ok(plan_nat::NatHostRecord { mode, uplink, sysctls: Vec::new(), dnsmasq: None })
+        }
+    }
+}
+
+/// Nat mode's online: the host-wide part first when it has not run (masquerade, dnsmasq),
+/// in the same all-or-nothing plan; then the guest's machine number, address and files.
+async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome> {
+    let file_mode = inputs::nat_mode(call.inputs)?;
+    let started = state::read_host::<plan_nat::NatHostRecord>("nat")?;
+    let mode = started.as_ref().map(|h| h.mode.clone()).unwrap_or(file_mode);
+    let vif = inputs::nat_vif(call.inputs, &mode, call.dev_type, call.domain_name.clone())?;
+    let prev = call.earlier(previous.as_ref(), VifJournal::nat)?;
+    let handle = apply::connect()?;
+    let (mut plan, host, host_is_new) = match started {
+        Some(h) => (Plan::default(), h, false),
+        None => {
+            let facts = observe::nat_host(&handle, &mode).await?;
+            let (p, h) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+            (p, h, true)
+        }
+    };
+    let facts = observe::nat_vif(&handle, &vif, &mode).await?;
+    let (vif_plan, record) = plan_nat::vif_up(&vif, &host, &facts, prev)?;
+    plan.steps.extend(vif_plan.steps);
+    if call.print(&plan) {
+        return Ok(Outcome::DryRun);
+    }
+    if host_is_new {
+        state::write_host("nat", &host)?;
+    }
+    let applied = call.apply(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref()).await;
+    if applied.is_err() && host_is_new {
+        state::remove_host("nat")?;
+    }
+    applied?;
+    log::info(&format!("{}: {} is {} (host side {}){}", record.name, record.hostname, record.guest, record.host_side, antispoof_note(record.antispoof)));
+    Ok(Outcome::Online { mtu: record.mtu })
 }
 
 fn antispoof_note(on: bool) -> &'static str {

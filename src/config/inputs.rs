@@ -6,19 +6,23 @@ use super::kv::KeyValues;
 use super::ConfigError;
 use crate::model::{self, BridgedVif, DevType, IfName, MacAddr, RoutedVif};
 use crate::plan::bridge::BridgeMode;
+use crate::plan::nat::{NatMode, NatVif};
 use crate::plan::route::RouteMode;
 
 /// Environment variables that carry settings (libxl's and xend's).
 pub const ENV_KEYS: &[&str] = &["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if"];
 
 /// Keys a vif script accepts as `key=value` arguments.
-pub const VIF_ARG_KEYS: &[&str] = &["type_if", "vif", "bridge", "ip", "mac", "mtu", "vifname", "antispoof", "netdev", "gatewaydev", "INTERFACE"];
+pub const VIF_ARG_KEYS: &[&str] = &["type_if", "vif", "bridge", "ip", "mac", "mtu", "vifname", "antispoof", "netdev", "gatewaydev", "INTERFACE", "name", "devid"];
 
 /// Keys `network bridge` accepts.
 pub const NETWORK_BRIDGE_KEYS: &[&str] = &["bridge", "netdev", "takeover", "antispoof", "create_bridge"];
 
 /// Keys `network route` takes as arguments (the mode file's, which they override).
 pub const NETWORK_ROUTE_KEYS: &[&str] = &["netdev", "gateway", "gateway_link", "gateway_kind", "uplink_proxy", "antispoof"];
+
+/// Keys `network nat` takes as arguments (the mode file's, which they override).
+pub const NETWORK_NAT_KEYS: &[&str] = &["netdev", "prefix", "domain", "hosts", "ethers", "run_dnsmasq", "dnsmasq_pidfile", "antispoof"];
 
 /// xenstore keys of a vif backend that we read.
 pub const XENSTORE_KEYS: &[&str] = &["ip", "mac", "bridge", "vifname", "mtu", "gatewaydev", "frontend", "frontend-id", "handle"];
@@ -161,6 +165,112 @@ fn route_mode_from(inputs: &Inputs, file: RouteModeFile, origin: &str) -> Result
         gateway_kind,
         uplink_proxy: flag(inputs, "uplink_proxy", file.uplink_proxy, false)?,
         antispoof: flag(inputs, "antispoof", file.antispoof, true)?,
+    })
+}
+
+super::modefile::mode_file! {
+    /// modes/nat.toml as read.
+    NatModeFile {
+        netdev: String,
+        prefix: String,
+        domain: String,
+        hosts: String,
+        ethers: String,
+        run_dnsmasq: bool,
+        dnsmasq_pidfile: String,
+        antispoof: bool,
+    }
+}
+
+/// Nat mode's host-wide settings: the mode files, then `key=value` arguments.
+pub fn nat_mode(inputs: &Inputs) -> Result<NatMode, ConfigError> {
+    let dir = super::modefile::modes_dir();
+    let file = super::modefile::load_from::<NatModeFile>(&dir, "nat")?;
+    let origin = dir.join("nat.toml").display().to_string();
+    let netdev = setting(inputs, &origin, "netdev", file.netdev, "");
+    let netdev = match netdev.value.trim() {
+        "" => None,
+        name => Some(IfName::parse(&netdev.at, name)?),
+    };
+    let prefix = setting(inputs, &origin, "prefix", file.prefix, "10.0.0.0/8");
+    let parsed: ipnetwork::Ipv4Network =
+        prefix.value.trim().parse().map_err(|_| ConfigError::bad(&prefix.at, &prefix.value, "is not an IPv4 prefix (e.g. 10.0.0.0/8)"))?;
+    if parsed.prefix() > 24 || parsed.ip() != parsed.network() {
+        return Err(ConfigError::bad(&prefix.at, &prefix.value, "must be a network of at most /24 (a machine takes 256 addresses)"));
+    }
+    let domain = setting(inputs, &origin, "domain", file.domain, "xen.internal");
+    if !is_dns_name(&domain.value) {
+        return Err(ConfigError::bad(&domain.at, &domain.value, "is not a DNS domain (labels of letters, digits and '-', separated by dots)"));
+    }
+    let path = |key: &str, value: Option<String>, default: &str| -> Result<std::path::PathBuf, ConfigError> {
+        let s = setting(inputs, &origin, key, value, default);
+        if !s.value.starts_with('/') {
+            return Err(ConfigError::bad(&s.at, &s.value, "is not an absolute path"));
+        }
+        Ok(s.value.into())
+    };
+    Ok(NatMode {
+        netdev,
+        prefix: parsed,
+        domain: domain.value,
+        hosts: path("hosts", file.hosts, "/var/lib/vifnet/nat-hosts")?,
+        ethers: path("ethers", file.ethers, "/etc/ethers")?,
+        run_dnsmasq: flag(inputs, "run_dnsmasq", file.run_dnsmasq, true)?,
+        dnsmasq_pidfile: path("dnsmasq_pidfile", file.dnsmasq_pidfile, "/run/dnsmasq/dnsmasq.pid")?,
+        antispoof: flag(inputs, "antispoof", file.antispoof, true)?,
+    })
+}
+
+/// A DNS name: labels of 1 to 63 letters, digits and '-', not starting or ending with '-'.
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Every nat-mode setting of one vif, validated. `domain_name` is the domain's name from
+/// xenstore (/local/domain/<domid>/name), if it was read; `name=` overrides it.
+pub fn nat_vif(inputs: &Inputs, mode: &NatMode, dev_type: DevType, domain_name: Option<Sourced>) -> Result<NatVif, ConfigError> {
+    let kernel_name = device_name(inputs, dev_type)?;
+    let name = wanted_name(inputs, &kernel_name, dev_type)?;
+    let domain = inputs.get_set("name").or(domain_name).ok_or_else(|| ConfigError::Missing {
+        key: "name".into(),
+        hint: "nat mode numbers machines by domain name: libxl's /local/domain/<domid>/name, or name= by hand".into(),
+    })?;
+    let domain_name = domain.value.trim().to_string();
+    if !is_dns_name(&domain_name) || domain_name.contains('.') {
+        return Err(ConfigError::bad(&domain.at, &domain.value, "is not a DNS name for the guest (letters, digits and '-')"));
+    }
+    let devid = match inputs.get_set("devid").or_else(|| inputs.get_set("handle")) {
+        Some(s) => model::parse_id(&s.at, &s.value, 127)?,
+        None => match model::parse_vif_name(kernel_name.as_str()) {
+            Some((_, devid)) if devid < 127 => devid,
+            _ => return Err(ConfigError::Missing { key: "devid".into(), hint: "the vif's number: libxl's handle, or devid= by hand".into() }),
+        },
+    };
+    let mac = match inputs.get_set("mac") {
+        Some(s) => MacAddr::parse_unicast(&s.at, s.value.trim())?,
+        None => return Err(ConfigError::Missing { key: "mac".into(), hint: "nat mode leases the guest its address by MAC".into() }),
+    };
+    let ip = match inputs.get_set("ip") {
+        Some(s) => match model::parse_ip_list(&s.at, &s.value)?.as_slice() {
+            [ipnetwork::IpNetwork::V4(n)] if n.prefix() == 32 => Some(n.ip()),
+            _ => return Err(ConfigError::bad(&s.at, &s.value, "is not one IPv4 address (nat mode gives each interface one)")),
+        },
+        None => None,
+    };
+    Ok(NatVif {
+        kernel_name,
+        name,
+        dev_type,
+        domain_name,
+        iface: devid as u8 + 1,
+        mac,
+        ip,
+        mtu: mtu(inputs)?,
+        antispoof: antispoof(inputs, mode.antispoof)?,
     })
 }
 

@@ -13,6 +13,7 @@ pub fn shipped(mode: &str) -> Option<&'static str> {
     match mode {
         "bridge" => Some(include_str!("../../modes/bridge.toml")),
         "route" => Some(include_str!("../../modes/route.toml")),
+        "nat" => Some(include_str!("../../modes/nat.toml")),
         _ => None,
     }
 }
@@ -75,7 +76,7 @@ pub fn load<T: ModeFile>(mode: &str) -> Result<T, ConfigError> {
 
 /// `load` with the administrator's files in `dir` (`setup --simulate --modes-dir`).
 pub fn load_from<T: ModeFile>(dir: &Path, mode: &str) -> Result<T, ConfigError> {
-    let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge, route)"))?;
+    let text = shipped(mode).ok_or_else(|| ConfigError::bad("mode", mode, "is not a mode (bridge, route, nat)"))?;
     let base: T = parse_partial(text, &format!("modes/{mode}.toml (shipped)"))?;
     let path = override_path_in(dir, mode);
     match std::fs::read_to_string(&path) {

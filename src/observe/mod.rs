@@ -13,6 +13,7 @@ use rtnetlink::Handle;
 
 use crate::model::{IfName, MacAddr};
 use crate::names::LINK_ALIAS;
+use crate::plan::nat::{NatHostFacts, NatMode, NatVif, NatVifFacts};
 use crate::plan::route::{self as plan_route, HostFacts, RouteMode};
 use crate::plan::takeover::UplinkFacts;
 use crate::plan::{Facts, LinkFacts};
@@ -199,11 +200,7 @@ pub fn sysctl(key: &str) -> Option<String> {
 /// What the host-wide part of route mode depends on: the uplink, the sysctls it may
 /// change, the gateway link and its addresses.
 pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, ObserveError> {
-    let (uplink, netdev_missing) = match &mode.netdev {
-        Some(n) if link(handle, n.as_str()).await?.is_some() => (Some(n.clone()), false),
-        Some(_) => (None, true),
-        None => (default_route_device(handle).await?, false),
-    };
+    let (uplink, netdev_missing) = uplink_of(handle, mode.netdev.as_ref()).await?;
     let sysctls = plan_route::sysctl_keys(mode, uplink.as_ref()).into_iter().filter_map(|k| sysctl(&k).map(|v| (k, v))).collect();
     let gateway_link = link(handle, mode.gateway_link.as_str()).await?.as_ref().map(link_facts);
     let gateway_link_addrs = match &gateway_link {
@@ -211,4 +208,40 @@ pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, 
         None => Vec::new(),
     };
     Ok(HostFacts { uplink, netdev_missing, sysctls, gateway_link, gateway_link_addrs })
+}
+
+/// The uplink: `netdev` if that link exists (else none, and `true`: it is missing), or
+/// the device of the default route.
+async fn uplink_of(handle: &Handle, netdev: Option<&IfName>) -> Result<(Option<IfName>, bool), ObserveError> {
+    Ok(match netdev {
+        Some(n) if link(handle, n.as_str()).await?.is_some() => (Some(n.clone()), false),
+        Some(_) => (None, true),
+        None => (default_route_device(handle).await?, false),
+    })
+}
+
+/// What nat mode's host-wide part depends on.
+pub async fn nat_host(handle: &Handle, mode: &NatMode) -> Result<NatHostFacts, ObserveError> {
+    let (uplink, netdev_missing) = uplink_of(handle, mode.netdev.as_ref()).await?;
+    Ok(NatHostFacts { uplink, netdev_missing, ip_forward: sysctl("net/ipv4/ip_forward") })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading {path}: {err}")]
+pub struct FileError {
+    path: String,
+    err: std::io::Error,
+}
+
+/// What a nat vif's plan depends on: its links, the hosts and ethers files, proxy_arp.
+pub async fn nat_vif(handle: &Handle, vif: &NatVif, mode: &NatMode) -> Result<NatVifFacts, anyhow::Error> {
+    let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string()];
+    names.dedup();
+    let read = |p: &std::path::Path| crate::apply::files::read(p).map_err(|err| FileError { path: p.display().to_string(), err });
+    Ok(NatVifFacts {
+        links: facts(handle, &names).await?,
+        hosts: read(&mode.hosts)?,
+        ethers: read(&mode.ethers)?,
+        proxy_arp: sysctl(&format!("net/ipv4/conf/{}/proxy_arp", vif.kernel_name)).unwrap_or_else(|| "0".into()),
+    })
 }

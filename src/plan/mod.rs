@@ -2,6 +2,7 @@
 //! model and from what `observe` read. Only `apply` carries them out; `--dry-run` prints them.
 
 pub mod bridge;
+pub mod nat;
 pub mod nft;
 pub mod route;
 pub mod simulate;
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -57,6 +59,14 @@ pub enum PlanError {
     NoUplink,
     #[error("{key} {name}: no such link")]
     NoSuchLink { key: &'static str, name: String },
+    #[error("netdev: nat mode needs an uplink to masquerade out of (no netdev set, and no default route to take it from)")]
+    NoNatUplink,
+    #[error("prefix {prefix}: all {machines} machine numbers are taken (each domain name keeps its number in the hosts file)")]
+    NoMachineLeft { prefix: String, machines: u32 },
+    #[error("ip {ip}: not a guest address of prefix {prefix} (the last byte must be 1 to 127; the host side takes +128)")]
+    NotInPrefix { ip: String, prefix: String },
+    #[error("ip {ip}: its machine number belongs to {owner}")]
+    AddressTaken { ip: String, owner: String },
     #[error("bridge {bridge}: no such bridge (create it, or name it as `bridge` in the bridge mode file so that vifnet creates it)")]
     NoBridge { bridge: String },
     #[error("bridge {bridge}: {bridge} exists but is not a bridge")]
@@ -108,8 +118,18 @@ pub enum Step {
     LinkDown { dev: IfName },
     /// Write a sysctl (`key` in slash form under /proc/sys) that reads `from` now.
     Sysctl { key: String, from: String, to: String },
-    /// Write our sysctl drop-in with these settings (None: remove it).
-    SysctlDropIn(Option<Vec<(String, String)>>),
+    /// Write the mode's sysctl drop-in with these settings (None: remove it).
+    SysctlDropIn { mode: &'static str, lines: Option<Vec<(String, String)>> },
+    /// Replace a file's text `from` with `to` (atomically, by rename).
+    WriteFile { path: PathBuf, from: String, to: String },
+    /// Tell dnsmasq (by its pid file) to reread its hosts and ethers files (SIGHUP).
+    SignalDnsmasq { pidfile: PathBuf },
+    /// Write a dnsmasq config and start dnsmasq with it, unless its pid file names a live one.
+    StartDnsmasq { config: PathBuf, text: String, pidfile: PathBuf },
+    /// Stop the dnsmasq of this pid file (ours) and remove its config.
+    StopDnsmasq { pidfile: PathBuf, config: PathBuf },
+    /// Add nat mode's masquerade chain and its set to `inet vifnet` if they are missing.
+    EnsureNftNat,
     /// Add an address (IPv6 without duplicate address detection: it is usable at once).
     AddAddress { dev: IfName, addr: IpNetwork },
     DelAddress { dev: IfName, addr: IpNetwork },
@@ -169,11 +189,20 @@ impl fmt::Display for Step {
             Step::LinkUp { dev, mtu: None } => write!(f, "ip link set {dev} up"),
             Step::LinkDown { dev } => write!(f, "ip link set {dev} down (if present)"),
             Step::Sysctl { key, from, to } => write!(f, "sysctl -w {key}={to} (was {from})"),
-            Step::SysctlDropIn(Some(lines)) => {
+            Step::SysctlDropIn { mode, lines: Some(lines) } => {
                 let lines: Vec<String> = lines.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                write!(f, "write sysctl drop-in {} <<< '{}'", crate::names::SYSCTL_DROPIN, lines.join("; "))
+                write!(f, "write sysctl drop-in {} <<< '{}'", crate::names::sysctl_dropin(mode), lines.join("; "))
             }
-            Step::SysctlDropIn(None) => write!(f, "rm -f sysctl drop-in {}", crate::names::SYSCTL_DROPIN),
+            Step::SysctlDropIn { mode, lines: None } => write!(f, "rm -f sysctl drop-in {}", crate::names::sysctl_dropin(mode)),
+            Step::WriteFile { path, from, to } => {
+                write!(f, "write {} ({} lines, was {})", path.display(), to.lines().count(), from.lines().count())
+            }
+            Step::SignalDnsmasq { pidfile } => write!(f, "kill -HUP $(cat {})", pidfile.display()),
+            Step::StartDnsmasq { config, pidfile, .. } => {
+                write!(f, "dnsmasq --conf-file={} --pid-file={} (unless running)", config.display(), pidfile.display())
+            }
+            Step::StopDnsmasq { pidfile, .. } => write!(f, "kill $(cat {}) (if running)", pidfile.display()),
+            Step::EnsureNftNat => write!(f, "nft -f <inet vifnet: set masq_out, chain postrouting> (if missing)"),
             Step::AddAddress { dev, addr } => write!(f, "ip addr add {addr} dev {dev}{}", nodad(addr)),
             Step::DelAddress { dev, addr } => write!(f, "ip addr del {addr} dev {dev} (if present)"),
             Step::AddRoute { dest, dev, metric } => write!(f, "ip route add {dest} dev {dev} proto {ROUTE_PROTOCOL} metric {metric}"),
@@ -221,6 +250,7 @@ impl fmt::Display for Plan {
 pub enum VifJournal {
     Bridge(BridgeVifRecord),
     Route(route::RouteVifRecord),
+    Nat(nat::NatVifRecord),
 }
 
 impl VifJournal {
@@ -228,12 +258,14 @@ impl VifJournal {
         match self {
             VifJournal::Bridge(r) => &r.kernel_name,
             VifJournal::Route(r) => &r.kernel_name,
+            VifJournal::Nat(r) => &r.kernel_name,
         }
     }
     pub fn mode(&self) -> &'static str {
         match self {
             VifJournal::Bridge(_) => "bridge",
             VifJournal::Route(_) => "route",
+            VifJournal::Nat(_) => "nat",
         }
     }
     pub fn bridge(&self) -> Option<&BridgeVifRecord> {
@@ -245,6 +277,12 @@ impl VifJournal {
     pub fn route(&self) -> Option<&route::RouteVifRecord> {
         match self {
             VifJournal::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn nat(&self) -> Option<&nat::NatVifRecord> {
+        match self {
+            VifJournal::Nat(r) => Some(r),
             _ => None,
         }
     }

@@ -15,7 +15,7 @@ use nftables::stmt::{Counter, JumpTarget, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::model::{IfName, MacAddr};
-use crate::names::{NFT_TABLE, SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC, SET_VIF_NET4, SET_VIF_NET6};
+use crate::names::{NFT_TABLE, SET_GUARDED, SET_MASQ_OUT, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC, SET_VIF_NET4, SET_VIF_NET6};
 
 /// Which of our two tables: both are named `vifnet`, in different families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,7 +38,7 @@ impl Table {
     pub fn sets(self) -> &'static [&'static str] {
         match self {
             Table::Bridge => &[SET_GUARDED, SET_VIF_MAC, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_NET4, SET_VIF_NET6],
-            Table::Inet => &[SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_NET4, SET_VIF_NET6],
+            Table::Inet => &[SET_GUARDED, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_NET4, SET_VIF_NET6, SET_MASQ_OUT],
         }
     }
 
@@ -70,6 +70,8 @@ pub enum Elem {
     Mac(IfName, MacAddr),
     /// `vif_ip4` / `vif_ip6`: the port may use sources in this prefix.
     Ip(IfName, IpNetwork),
+    /// `masq_out`: sources in this prefix leaving by this uplink are masqueraded.
+    Masq(IfName, ipnetwork::Ipv4Network),
 }
 
 impl Elem {
@@ -81,6 +83,7 @@ impl Elem {
             Elem::Ip(_, net @ IpNetwork::V6(_)) if is_host(net) => SET_VIF_IP6,
             Elem::Ip(_, IpNetwork::V4(_)) => SET_VIF_NET4,
             Elem::Ip(_, IpNetwork::V6(_)) => SET_VIF_NET6,
+            Elem::Masq(..) => SET_MASQ_OUT,
         }
     }
 }
@@ -92,6 +95,7 @@ impl fmt::Display for Elem {
             Elem::Mac(port, mac) => write!(f, "\"{port}\" . {mac}"),
             Elem::Ip(port, net) if is_host(net) => write!(f, "\"{port}\" . {}", net.ip()),
             Elem::Ip(port, net) => write!(f, "\"{port}\" . {net}"),
+            Elem::Masq(uplink, net) => write!(f, "\"{uplink}\" . {net}"),
         }
     }
 }
@@ -365,6 +369,39 @@ pub fn bridge_table() -> Nftables<'static> {
     t.batch.to_nftables()
 }
 
+/// Nat mode's part of `inet vifnet`, added to the table when nat mode starts (it hooks NAT,
+/// which brings conntrack, so route mode does not carry it).
+pub fn nat_part() -> Nftables<'static> {
+    let mut t = TableBatch::new(NfFamily::INet);
+    // set masq_out { type ifname . ipv4_addr; flags interval; }
+    t.set(SET_MASQ_OUT, &[SetType::Ifname, SetType::Ipv4Addr], true);
+    t.batch.add(NfListObject::Chain(Chain {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(NFT_TABLE),
+        name: Cow::Borrowed("postrouting"),
+        newname: None,
+        handle: None,
+        _type: Some(NfChainType::NAT),
+        hook: Some(NfHook::Postrouting),
+        prio: Some(100),
+        dev: None,
+        policy: Some(NfChainPolicy::Accept),
+    }));
+    // postrouting: oifname . ip saddr @masq_out masquerade
+    t.rule(
+        "postrouting",
+        vec![
+            is(
+                Expression::Named(NamedExpression::Concat(vec![meta(MetaKey::Oifname), field("ip", "saddr")])),
+                Operator::EQ,
+                Expression::String(Cow::Owned(format!("@{SET_MASQ_OUT}"))),
+            ),
+            Statement::Masquerade(None),
+        ],
+    );
+    t.batch.to_nftables()
+}
+
 /// The whole `inet vifnet` table: routed guests' sources, checked before conntrack.
 pub fn inet_table() -> Nftables<'static> {
     let mut t = TableBatch::new(NfFamily::INet);
@@ -420,14 +457,15 @@ mod tests {
     /// Each table as JSON is a golden file: a change on purpose shows in its diff.
     #[test]
     fn tables_match_golden_files() {
-        for (table, file) in [(Table::Bridge, "bridge-table.json"), (Table::Inet, "inet-table.json")] {
-            let json = serde_json::to_string_pretty(&table.definition()).unwrap() + "\n";
+        let tables = [("bridge-table.json", Table::Bridge.definition()), ("inet-table.json", Table::Inet.definition()), ("inet-nat-part.json", nat_part())];
+        for (file, table) in tables {
+            let json = serde_json::to_string_pretty(&table).unwrap() + "\n";
             let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
             if std::env::var_os("VIFNET_BLESS").is_some() {
                 std::fs::write(&path, &json).unwrap();
             }
             let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("tests/golden/{file} (VIFNET_BLESS=1 writes it)"));
-            assert_eq!(json, golden, "table {table} changed: review, then VIFNET_BLESS=1 cargo test");
+            assert_eq!(json, golden, "{file} changed: review, then VIFNET_BLESS=1 cargo test");
         }
     }
 }

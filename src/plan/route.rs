@@ -144,7 +144,7 @@ pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord)
         }
         dropin.push((key, to.to_string()));
     }
-    plan.push(Step::SysctlDropIn(Some(dropin)));
+    plan.push(Step::SysctlDropIn { mode: "route", lines: Some(dropin) });
     if !mode.gateway.is_empty() {
         let link = &mode.gateway_link;
         if facts.gateway_link.is_none() {
@@ -186,7 +186,7 @@ pub fn host_down(rec: &HostRecord, facts: &HostFacts) -> Plan {
             }
         }
     }
-    plan.push(Step::SysctlDropIn(None));
+    plan.push(Step::SysctlDropIn { mode: "route", lines: None });
     for c in rec.sysctls.iter().rev() {
         if facts.sysctls.get(&c.key) == Some(&c.new) {
             plan.push(Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() });

@@ -1,0 +1,56 @@
+//! Files vifnet edits (nat mode's hosts and ethers): the whole new text replaces the old
+//! by a rename, so a reader never sees half of it and a crash leaves one or the other.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::ApplyError;
+
+fn fail(path: &Path) -> impl Fn(std::io::Error) -> ApplyError + '_ {
+    move |e| ApplyError::Failed { what: path.display().to_string(), message: e.to_string() }
+}
+
+/// Whether `path` is itself a mount point: a file bind-mounted over, as `ip netns exec`
+/// does with /etc/netns/<ns>/ethers. A rename cannot replace it; it is written in place.
+fn is_mount_root(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statx into a zeroed struct we own, with a NUL-terminated path.
+    unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, 0, &mut stx) == 0
+            && stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+            && stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+    }
+}
+
+/// Replaces the file's text (readable by all: dnsmasq rereads it as its own user).
+pub fn replace(path: &Path, text: &str) -> Result<(), ApplyError> {
+    if is_mount_root(path) {
+        return std::fs::write(path, text).map_err(fail(path));
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(fail(dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.vifnet-{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(fail(path))
+}
+
+/// The file's text; a file that does not exist yet is empty.
+pub fn read(path: &Path) -> Result<String, std::io::Error> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        r => r,
+    }
+}

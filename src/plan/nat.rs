@@ -1,0 +1,462 @@
+//! NAT mode (design.md §3): guests behind the host on a private range, masqueraded out of
+//! the uplink, leased their addresses and given DNS names by dnsmasq. A guest's address
+//! comes from its domain's machine number, allocated once per domain name and kept in our
+//! hosts file, so it survives restore, migration and a new domid. Pure: facts in, plan out.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+use serde::{Deserialize, Serialize};
+
+use super::nft::{diff, Elem, ElemChange, Table};
+use super::route::SysctlChange;
+use super::{device_steps, Facts, Plan, PlanError, Step};
+use crate::model::{DevType, IfName, MacAddr};
+
+/// Host-wide settings of nat mode (modes/nat.toml, then arguments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatMode {
+    /// The uplink; None: the device of the default route, found when the mode starts.
+    pub netdev: Option<IfName>,
+    pub prefix: Ipv4Network,
+    pub domain: String,
+    pub hosts: PathBuf,
+    pub ethers: PathBuf,
+    pub run_dnsmasq: bool,
+    pub dnsmasq_pidfile: PathBuf,
+    pub antispoof: bool,
+}
+
+/// How many machines the prefix numbers: 256 addresses each, 65,536 at most (two bytes).
+pub fn machines(prefix: &Ipv4Network) -> u32 {
+    1u32 << (24 - u32::from(prefix.prefix())).min(16)
+}
+
+/// The guest's address: the prefix, plus the machine number in the two bytes above the
+/// last, plus the interface (devid + 1) in the last.
+pub fn guest_address(prefix: &Ipv4Network, machine: u32, iface: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(prefix.network()) + (machine << 8) + u32::from(iface))
+}
+
+/// The host side of a guest's vif: the guest's address with 128 added to the last byte.
+pub fn host_side(guest: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(guest) | 128)
+}
+
+/// Machine number and interface of an address of the prefix's guests, if it is one.
+fn slot(prefix: &Ipv4Network, addr: Ipv4Addr) -> Option<(u32, u8)> {
+    let offset = u32::from(addr).checked_sub(u32::from(prefix.network()))?;
+    let (machine, iface) = (offset >> 8, (offset & 0xff) as u8);
+    (prefix.contains(addr) && machine < machines(prefix) && (1..128).contains(&iface)).then_some((machine, iface))
+}
+
+/// A guest interface's DNS name: the domain's name for the first, `name-y` for the others.
+pub fn hostname(name: &str, iface: u8) -> String {
+    if iface == 1 {
+        name.to_string()
+    } else {
+        format!("{name}-{iface}")
+    }
+}
+
+/// One line of a hosts file: an address and its names (comments and blank lines skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsLine {
+    pub ip: IpAddr,
+    pub names: Vec<String>,
+}
+
+pub fn parse_hosts(text: &str) -> Vec<HostsLine> {
+    text.lines()
+        .filter_map(|l| {
+            let mut fields = l.split('#').next()?.split_whitespace();
+            let ip = fields.next()?.parse().ok()?;
+            Some(HostsLine { ip, names: fields.map(String::from).collect() })
+        })
+        .collect()
+}
+
+/// The domain's machine number: the one its names already have in the hosts file, else
+/// the lowest one no line of the prefix uses. A line belongs to machine `m` of domain `n`
+/// when its address is `m`'s interface `y` and its first name is `n`'s name for `y`; so
+/// domain `web-2` never takes the second nic of `web`, and `dom1` never matches `dom10`.
+pub fn machine_for(hosts: &[HostsLine], prefix: &Ipv4Network, name: &str) -> Result<u32, PlanError> {
+    let ours = |l: &HostsLine| match l.ip {
+        IpAddr::V4(a) => slot(prefix, a),
+        IpAddr::V6(_) => None,
+    };
+    if let Some(m) = hosts.iter().find_map(|l| ours(l).filter(|(_, y)| l.names.first().map(String::as_str) == Some(&hostname(name, *y))).map(|(m, _)| m)) {
+        return Ok(m);
+    }
+    let used: std::collections::HashSet<u32> = hosts.iter().filter_map(|l| ours(l).map(|(m, _)| m)).collect();
+    (0..machines(prefix)).find(|m| !used.contains(m)).ok_or(PlanError::NoMachineLeft { prefix: prefix.to_string(), machines: machines(prefix) })
+}
+
+/// The machine number an explicit address takes; it must be a guest address of the prefix
+/// and not another domain's.
+pub fn machine_of_address(hosts: &[HostsLine], prefix: &Ipv4Network, name: &str, addr: Ipv4Addr) -> Result<(u32, u8), PlanError> {
+    let (m, y) = slot(prefix, addr).ok_or_else(|| PlanError::NotInPrefix { ip: addr.to_string(), prefix: prefix.to_string() })?;
+    let foreign = hosts.iter().find(|l| match l.ip {
+        IpAddr::V4(a) => slot(prefix, a).is_some_and(|(lm, ly)| lm == m && l.names.first() != Some(&hostname(name, ly))),
+        IpAddr::V6(_) => false,
+    });
+    match foreign {
+        Some(l) => Err(PlanError::AddressTaken { ip: addr.to_string(), owner: l.names.first().cloned().unwrap_or_default() }),
+        None => Ok((m, y)),
+    }
+}
+
+/// The hosts file with `ip name name.domain` in it: any line of the prefix with the same
+/// address or the same first name goes; every other line stays as it was.
+pub fn hosts_with(text: &str, prefix: &Ipv4Network, ip: Ipv4Addr, names: &[String]) -> String {
+    let clashes = |l: &str| {
+        let line = parse_hosts(l);
+        line.first().is_some_and(|h| match h.ip {
+            IpAddr::V4(a) => prefix.contains(a) && (a == ip || h.names.first() == names.first()),
+            IpAddr::V6(_) => false,
+        })
+    };
+    let mut out: String = text.lines().filter(|l| !clashes(l)).map(|l| format!("{l}\n")).collect();
+    out.push_str(&format!("{ip} {}\n", names.join(" ")));
+    out
+}
+
+/// One `MAC IP` line of an ethers file, if the line is one.
+fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
+    let mut fields = line.split('#').next()?.split_whitespace();
+    let mac = MacAddr::parse("ethers", fields.next()?).ok()?;
+    Some((mac, fields.next()?.parse().ok()?))
+}
+
+/// The ethers file with `mac ip` in it: a line with the same MAC or the same address goes.
+pub fn ethers_with(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
+    let clashes = |l: &str| ethers_fields(l).is_some_and(|(m, a)| m == mac || a == IpAddr::V4(ip));
+    let mut out: String = text.lines().filter(|l| !clashes(l)).map(|l| format!("{l}\n")).collect();
+    out.push_str(&format!("{mac} {ip}\n"));
+    out
+}
+
+/// The ethers file without exactly the line `mac ip`.
+pub fn ethers_without(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
+    text.lines().filter(|l| ethers_fields(l) != Some((mac, IpAddr::V4(ip)))).map(|l| format!("{l}\n")).collect()
+}
+
+/// The dnsmasq we run for the guests: DHCP only for MACs in the ethers file (static), on
+/// vif interfaces, names from our hosts file; the router and DNS server it hands out are
+/// the host side of the vif the request came in on.
+pub fn dnsmasq_config(mode: &NatMode, leases: &Path) -> String {
+    let mut c = String::from("# Written by vifnet (nat mode); `vifnet network nat stop` stops this dnsmasq.\n");
+    for line in [
+        "interface=vif*".to_string(),
+        "bind-dynamic".to_string(),
+        format!("domain={}", mode.domain),
+        format!("local=/{}/", mode.domain),
+        format!("addn-hosts={}", mode.hosts.display()),
+        "read-ethers".to_string(),
+        format!("dhcp-range={},static,{}", mode.prefix.network(), mode.prefix.mask()),
+        "no-ping".to_string(),
+        format!("dhcp-leasefile={}", leases.display()),
+    ] {
+        c.push_str(&line);
+        c.push('\n');
+    }
+    c
+}
+
+/// What `observe` read for nat mode's host-wide part.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatHostFacts {
+    pub uplink: Option<IfName>,
+    pub netdev_missing: bool,
+    /// The current value of net/ipv4/ip_forward.
+    pub ip_forward: Option<String>,
+}
+
+/// A dnsmasq vifnet runs: its config and pid file, in the state directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnDnsmasq {
+    pub config: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+/// What nat mode's host-wide part did (`<state>/nat.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatHostRecord {
+    pub mode: NatMode,
+    pub uplink: IfName,
+    pub sysctls: Vec<SysctlChange>,
+    pub dnsmasq: Option<OwnDnsmasq>,
+}
+
+impl NatHostRecord {
+    /// The pid file of the dnsmasq that must reread the files.
+    pub fn pidfile(&self) -> &Path {
+        self.dnsmasq.as_ref().map(|d| d.pidfile.as_path()).unwrap_or(&self.mode.dnsmasq_pidfile)
+    }
+}
+
+fn masquerade(rec_uplink: &IfName, prefix: &Ipv4Network) -> Elem {
+    Elem::Masq(rec_uplink.clone(), *prefix)
+}
+
+/// `network nat start`, and the first online: forwarding, one masquerade element for the
+/// prefix out of the uplink (an element: never a second rule), dnsmasq if we run it.
+pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result<(Plan, NatHostRecord), PlanError> {
+    if let (true, Some(n)) = (facts.netdev_missing, &mode.netdev) {
+        return Err(PlanError::NoSuchLink { key: "netdev", name: n.to_string() });
+    }
+    let uplink = facts.uplink.clone().ok_or(PlanError::NoNatUplink)?;
+    let mut plan = Plan::default();
+    let mut sysctls = Vec::new();
+    let key = "net/ipv4/ip_forward".to_string();
+    if let Some(now) = facts.ip_forward.as_ref().filter(|v| *v != "1") {
+        plan.push(Step::Sysctl { key: key.clone(), from: now.clone(), to: "1".into() });
+        sysctls.push(SysctlChange { key: key.clone(), old: now.clone(), new: "1".into() });
+    }
+    plan.push(Step::SysctlDropIn { mode: "nat", lines: Some(vec![(key, "1".into())]) });
+    plan.push(Step::EnsureNftTable(Table::Inet));
+    plan.push(Step::EnsureNftNat);
+    plan.push(Step::NftElements(Table::Inet, vec![ElemChange::Add(masquerade(&uplink, &mode.prefix))]));
+    let dnsmasq = mode.run_dnsmasq.then(|| OwnDnsmasq { config: state_dir.join("dnsmasq.conf"), pidfile: state_dir.join("dnsmasq.pid") });
+    if let Some(d) = &dnsmasq {
+        plan.push(Step::StartDnsmasq {
+            config: d.config.clone(),
+            text: dnsmasq_config(mode, &state_dir.join("dnsmasq.leases")),
+            pidfile: d.pidfile.clone(),
+        });
+    }
+    Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq }))
+}
+
+/// `network nat stop`: the reverse of `rec`. The hosts file stays: it is the record of the
+/// machine numbers.
+pub fn host_down(rec: &NatHostRecord, sysctls_now: &BTreeMap<String, String>) -> Plan {
+    let mut plan = Plan::default();
+    if let Some(d) = &rec.dnsmasq {
+        plan.push(Step::StopDnsmasq { pidfile: d.pidfile.clone(), config: d.config.clone() });
+    }
+    plan.push(Step::NftElements(Table::Inet, vec![ElemChange::Delete(masquerade(&rec.uplink, &rec.mode.prefix))]));
+    plan.push(Step::DeleteNftTableIfUnused(Table::Inet));
+    plan.push(Step::SysctlDropIn { mode: "nat", lines: None });
+    for c in rec.sysctls.iter().rev() {
+        if sysctls_now.get(&c.key) == Some(&c.new) {
+            plan.push(Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() });
+        }
+    }
+    plan
+}
+
+/// One NATed guest interface, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatVif {
+    pub kernel_name: IfName,
+    pub name: IfName,
+    pub dev_type: DevType,
+    /// The domain's name: its machine number and DNS name.
+    pub domain_name: String,
+    /// devid + 1, 1 to 127.
+    pub iface: u8,
+    pub mac: MacAddr,
+    /// An explicit `ip=` inside the prefix.
+    pub ip: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
+    pub antispoof: bool,
+}
+
+/// A NATed vif's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatVifRecord {
+    pub kernel_name: IfName,
+    pub name: IfName,
+    pub dev_type: DevType,
+    pub hostname: String,
+    pub mac: MacAddr,
+    pub guest: Ipv4Addr,
+    pub host_side: Ipv4Addr,
+    pub antispoof: bool,
+    pub metric: u32,
+    pub mtu: Option<u32>,
+    /// proxy_arp on the vif before online.
+    pub proxy_arp_was: String,
+}
+
+/// What `observe` read for one nat vif.
+#[derive(Debug, Clone, Default)]
+pub struct NatVifFacts {
+    pub links: Facts,
+    pub hosts: String,
+    pub ethers: String,
+    pub proxy_arp: String,
+}
+
+fn elements(rec: &NatVifRecord) -> Vec<Elem> {
+    if rec.antispoof {
+        super::nft::routed_guest_elements(&rec.name, &[IpNetwork::V4(Ipv4Network::new(rec.guest, 32).expect("a /32"))])
+    } else {
+        Vec::new()
+    }
+}
+
+fn proxy_arp_key(dev: &IfName) -> String {
+    format!("net/ipv4/conf/{dev}/proxy_arp")
+}
+
+fn host32(a: Ipv4Addr) -> IpNetwork {
+    IpNetwork::V4(Ipv4Network::new(a, 32).expect("a /32"))
+}
+
+/// `online` / `add`: address the guest by its machine number, route and answer it, lease
+/// and name it. The hosts and ethers files change only where they must, and dnsmasq is
+/// told to reread them only when one did.
+pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous: Option<&NatVifRecord>) -> Result<(Plan, NatVifRecord), PlanError> {
+    let mode = &host.mode;
+    let hosts = parse_hosts(&facts.hosts);
+    let (machine, iface) = match vif.ip {
+        Some(ip) => machine_of_address(&hosts, &mode.prefix, &vif.domain_name, ip)?,
+        None => (machine_for(&hosts, &mode.prefix, &vif.domain_name)?, vif.iface),
+    };
+    let guest = guest_address(&mode.prefix, machine, iface);
+    let name = hostname(&vif.domain_name, iface);
+    let rec = NatVifRecord {
+        kernel_name: vif.kernel_name.clone(),
+        name: vif.name.clone(),
+        dev_type: vif.dev_type,
+        hostname: name.clone(),
+        mac: vif.mac,
+        guest,
+        host_side: host_side(guest),
+        antispoof: vif.antispoof,
+        metric: super::route::metric(vif.dev_type),
+        mtu: vif.mtu,
+        proxy_arp_was: previous.map(|p| p.proxy_arp_was.clone()).unwrap_or_else(|| facts.proxy_arp.clone()),
+    };
+    let mut plan = Plan::default();
+    plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, &facts.links)?);
+    let changes = diff(&previous.map(elements).unwrap_or_default(), &elements(&rec));
+    if rec.antispoof {
+        plan.push(Step::EnsureNftTable(Table::Inet));
+    }
+    if !changes.is_empty() {
+        plan.push(Step::NftElements(Table::Inet, changes));
+    }
+    if let Some(p) = previous.filter(|p| p.guest != rec.guest) {
+        plan.steps.extend(vif_state(p, true));
+    }
+    plan.push(Step::LinkUp { dev: rec.name.clone(), mtu: rec.mtu });
+    plan.steps.extend(vif_state(&rec, false));
+    let dev = &rec.name;
+    if facts.proxy_arp != "1" {
+        plan.push(Step::Sysctl { key: proxy_arp_key(dev), from: facts.proxy_arp.clone(), to: "1".into() });
+    }
+    let full = format!("{name}.{}", mode.domain);
+    let hosts_new = hosts_with(&facts.hosts, &mode.prefix, guest, &[name.clone(), full]);
+    let ethers_new = ethers_with(&facts.ethers, vif.mac, guest);
+    let changed = file_steps(&mut plan, host, &facts.hosts, hosts_new, &facts.ethers, ethers_new);
+    if changed {
+        plan.push(Step::SignalDnsmasq { pidfile: host.pidfile().to_path_buf() });
+    }
+    Ok((plan, rec))
+}
+
+/// Writes of the hosts and ethers files where their text changes; whether any did.
+fn file_steps(plan: &mut Plan, host: &NatHostRecord, hosts: &str, hosts_new: String, ethers: &str, ethers_new: String) -> bool {
+    let mut changed = false;
+    for (path, old, new) in [(&host.mode.hosts, hosts, hosts_new), (&host.mode.ethers, ethers, ethers_new)] {
+        if old != new {
+            plan.push(Step::WriteFile { path: path.clone(), from: old.to_string(), to: new });
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The vif's address, route to the guest, as steps that make them (or remove them).
+fn vif_state(rec: &NatVifRecord, down: bool) -> Vec<Step> {
+    let (dev, addr, dest, metric) = (rec.name.clone(), host32(rec.host_side), host32(rec.guest), rec.metric);
+    if down {
+        vec![Step::DelRoute { dest, dev: dev.clone(), metric }, Step::DelAddress { dev, addr }]
+    } else {
+        vec![Step::AddAddress { dev: dev.clone(), addr }, Step::AddRoute { dest, dev, metric }]
+    }
+}
+
+/// `offline` / `remove`: the reverse, firewall first. The ethers line goes (no lease for a
+/// guest that is not there); the hosts line stays, so the name and the address stay
+/// reserved for the machine.
+pub fn vif_down(rec: &NatVifRecord, host: &NatHostRecord, hosts: &str, ethers: &str) -> Plan {
+    let mut plan = Plan::default();
+    let deletes: Vec<ElemChange> = elements(rec).into_iter().map(ElemChange::Delete).collect();
+    if !deletes.is_empty() {
+        plan.push(Step::NftElements(Table::Inet, deletes));
+    }
+    plan.steps.extend(vif_state(rec, true));
+    if rec.proxy_arp_was != "1" {
+        plan.push(Step::Sysctl { key: proxy_arp_key(&rec.name), from: "1".into(), to: rec.proxy_arp_was.clone() });
+    }
+    plan.push(Step::LinkDown { dev: rec.name.clone() });
+    if file_steps(&mut plan, host, hosts, hosts.to_string(), ethers, ethers_without(ethers, rec.mac, rec.guest)) {
+        plan.push(Step::SignalDnsmasq { pidfile: host.pidfile().to_path_buf() });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(s: &str) -> Ipv4Network {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_scheme_numbers_65536_machines_of_127_interfaces() {
+        let p = prefix("10.0.0.0/8");
+        assert_eq!(machines(&p), 65536);
+        assert_eq!(guest_address(&p, 0x0102, 1).to_string(), "10.1.2.1");
+        assert_eq!(host_side(guest_address(&p, 0x0102, 1)).to_string(), "10.1.2.129");
+        assert_eq!(host_side(guest_address(&p, 65535, 127)).to_string(), "10.255.255.255");
+        assert_eq!(machines(&prefix("10.200.0.0/16")), 256);
+        assert_eq!(machines(&prefix("192.168.7.0/24")), 1);
+        assert_eq!(hostname("web", 1), "web");
+        assert_eq!(hostname("web", 2), "web-2");
+    }
+
+    #[test]
+    fn machine_numbers_are_found_by_whole_names_and_allocated_lowest_first() {
+        let p = prefix("10.0.0.0/8");
+        let hosts = parse_hosts("127.0.0.1 localhost\n10.0.0.1 dom10 dom10.x\n10.0.1.1 web web.x\n10.0.1.2 web-2 web-2.x\n# 10.0.2.1 dom1\n");
+        assert_eq!(machine_for(&hosts, &p, "dom10").unwrap(), 0);
+        assert_eq!(machine_for(&hosts, &p, "dom1").unwrap(), 2, "dom1 is not dom10, and a comment holds no number");
+        assert_eq!(machine_for(&hosts, &p, "web").unwrap(), 1);
+        assert_eq!(machine_for(&hosts, &p, "web-2").unwrap(), 2, "domain web-2 is not web's second nic");
+        let full = parse_hosts("192.168.7.1 a\n");
+        assert!(matches!(machine_for(&full, &prefix("192.168.7.0/24"), "b"), Err(PlanError::NoMachineLeft { .. })));
+    }
+
+    #[test]
+    fn an_explicit_address_must_be_a_free_guest_address_of_the_prefix() {
+        let p = prefix("10.0.0.0/8");
+        let hosts = parse_hosts("10.0.1.1 web web.x\n");
+        assert_eq!(machine_of_address(&hosts, &p, "db", "10.0.5.3".parse().unwrap()).unwrap(), (5, 3));
+        assert_eq!(machine_of_address(&hosts, &p, "web", "10.0.1.2".parse().unwrap()).unwrap(), (1, 2));
+        assert!(matches!(machine_of_address(&hosts, &p, "db", "10.0.1.3".parse().unwrap()), Err(PlanError::AddressTaken { .. })));
+        assert!(matches!(machine_of_address(&hosts, &p, "db", "192.0.2.1".parse().unwrap()), Err(PlanError::NotInPrefix { .. })));
+        assert!(matches!(machine_of_address(&hosts, &p, "db", "10.0.5.200".parse().unwrap()), Err(PlanError::NotInPrefix { .. })), "host-side half");
+    }
+
+    #[test]
+    fn file_edits_match_whole_fields_and_keep_other_lines() {
+        let p = prefix("10.0.0.0/8");
+        let hosts = "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 old old.x\n";
+        let names = ["dom1".to_string(), "dom1.x".to_string()];
+        assert_eq!(hosts_with(hosts, &p, "10.0.0.1".parse().unwrap(), &names), "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 dom1 dom1.x\n");
+        let mac = MacAddr::parse("t", "00:16:3e:00:00:01").unwrap();
+        let ethers = "00:16:3e:00:00:10 10.0.0.10\n00:16:3E:00:00:01 10.0.9.9\naa:bb:cc:dd:ee:ff printer\n";
+        let with = ethers_with(ethers, mac, "10.0.0.1".parse().unwrap());
+        assert_eq!(with, "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n00:16:3e:00:00:01 10.0.0.1\n");
+        assert_eq!(ethers_without(&with, mac, "10.0.0.1".parse().unwrap()), "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n");
+        assert_eq!(ethers_with(&with, mac, "10.0.0.1".parse().unwrap()), with, "twice is once");
+    }
+}
