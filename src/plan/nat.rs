@@ -118,8 +118,29 @@ pub fn hosts_with(text: &str, prefix: &Ipv4Network, ip: Ipv4Addr, names: &[Strin
             IpAddr::V6(_) => false,
         })
     };
-    let mut out: String = text.lines().filter(|l| !clashes(l)).map(|l| format!("{l}\n")).collect();
-    out.push_str(&format!("{ip} {}\n", names.join(" ")));
+    replace_lines(text, clashes, &format!("{ip} {}", names.join(" ")))
+}
+
+/// `text` with `line` where the first line that `clashes` was (the others that clash
+/// gone), or at the end: a repeated edit leaves the file as it was.
+fn replace_lines(text: &str, clashes: impl Fn(&str) -> bool, line: &str) -> String {
+    let mut out = String::with_capacity(text.len() + line.len() + 1);
+    let mut placed = false;
+    for l in text.lines() {
+        if !clashes(l) {
+            out.push_str(l);
+        } else if !placed {
+            out.push_str(line);
+            placed = true;
+        } else {
+            continue;
+        }
+        out.push('\n');
+    }
+    if !placed {
+        out.push_str(line);
+        out.push('\n');
+    }
     out
 }
 
@@ -133,9 +154,7 @@ fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
 /// The ethers file with `mac ip` in it: a line with the same MAC or the same address goes.
 pub fn ethers_with(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
     let clashes = |l: &str| ethers_fields(l).is_some_and(|(m, a)| m == mac || a == IpAddr::V4(ip));
-    let mut out: String = text.lines().filter(|l| !clashes(l)).map(|l| format!("{l}\n")).collect();
-    out.push_str(&format!("{mac} {ip}\n"));
-    out
+    replace_lines(text, clashes, &format!("{mac} {ip}"))
 }
 
 /// The ethers file without exactly the line `mac ip`.
@@ -451,11 +470,13 @@ mod tests {
         let p = prefix("10.0.0.0/8");
         let hosts = "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 old old.x\n";
         let names = ["dom1".to_string(), "dom1.x".to_string()];
-        assert_eq!(hosts_with(hosts, &p, "10.0.0.1".parse().unwrap(), &names), "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 dom1 dom1.x\n");
+        let with = hosts_with(hosts, &p, "10.0.0.1".parse().unwrap(), &names);
+        assert_eq!(with, "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 dom1 dom1.x\n");
+        assert_eq!(hosts_with(&with, &p, "10.0.0.1".parse().unwrap(), &names), with, "twice is once");
         let mac = MacAddr::parse("t", "00:16:3e:00:00:01").unwrap();
         let ethers = "00:16:3e:00:00:10 10.0.0.10\n00:16:3E:00:00:01 10.0.9.9\naa:bb:cc:dd:ee:ff printer\n";
         let with = ethers_with(ethers, mac, "10.0.0.1".parse().unwrap());
-        assert_eq!(with, "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n00:16:3e:00:00:01 10.0.0.1\n");
+        assert_eq!(with, "00:16:3e:00:00:10 10.0.0.10\n00:16:3e:00:00:01 10.0.0.1\naa:bb:cc:dd:ee:ff printer\n", "in place of the stale line");
         assert_eq!(ethers_without(&with, mac, "10.0.0.1".parse().unwrap()), "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n");
         assert_eq!(ethers_with(&with, mac, "10.0.0.1".parse().unwrap()), with, "twice is once");
     }

@@ -1,0 +1,264 @@
+//! Nat mode on this machine's kernel with the real dnsmasq (started by vifnet) and a real
+//! DHCP client (udhcpc) in the guests' namespaces: leases, names, masquerade as the
+//! upstream host sees it, restore under a new domid, concurrency, whole-field edits.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+const UPSTREAM: &str = "198.51.100.1";
+const UPLINK: &str = "198.51.100.2";
+const DOMAIN: &str = "xen.internal";
+
+/// dom0 with its uplink to an upstream host, and guests on veths named like netback's.
+/// dom0's /etc/ethers is its own (`ip netns exec` binds /etc/netns/<ns>/ethers over it),
+/// so vifnet and the dnsmasq it starts never see the host's.
+struct NatLab {
+    upstream: Netns,
+    dom0: Netns,
+    dirs: Dirs,
+    etc: Vec<PathBuf>,
+}
+
+impl NatLab {
+    fn new() -> NatLab {
+        // The bind needs a file to bind over: an empty /etc/ethers, as vifnet itself would
+        // make on a real host (it is left in place; other tests may be using it).
+        if !std::path::Path::new("/etc/ethers").exists() {
+            let _ = std::fs::OpenOptions::new().create(true).append(true).open("/etc/ethers");
+        }
+        let upstream = Netns::new("nup");
+        let dom0 = Netns::new("ndom0");
+        let dirs = Dirs::new();
+        veth(&dom0, "up0", &upstream, "eth0");
+        upstream.ok(&["ip", "addr", "add", &format!("{UPSTREAM}/24"), "dev", "eth0"]);
+        upstream.ok(&["ip", "link", "set", "eth0", "up"]);
+        dom0.ok(&["ip", "addr", "add", &format!("{UPLINK}/24"), "dev", "up0"]);
+        dom0.ok(&["ip", "link", "set", "up0", "up"]);
+        let etc = PathBuf::from(format!("/etc/netns/{}", dom0.name));
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("ethers"), "# the administrator's\n02:00:00:00:00:99 192.0.2.99\n").unwrap();
+        let hosts = dirs.state.parent().unwrap().join("hosts");
+        std::fs::write(dirs.modes.join("nat.toml"), format!("netdev = \"up0\"\nhosts = \"{}\"\n", hosts.display())).unwrap();
+        upstream.wait_up("eth0");
+        NatLab { upstream, dom0, dirs, etc: vec![etc] }
+    }
+
+    fn vifnet(&self, args: &[&str]) -> std::process::Output {
+        vifnet(&self.dom0, &self.dirs, &[], args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.vifnet(args);
+        assert!(out.status.success(), "vifnet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn hosts(&self) -> String {
+        read(&self.dirs.state.parent().unwrap().join("hosts"))
+    }
+
+    fn ethers(&self) -> String {
+        read(&self.etc[0].join("ethers"))
+    }
+
+    /// A guest namespace behind vif<domid>.<devid>, with this MAC, not yet online.
+    fn guest(&mut self, vif: &str, mac: &str) -> Netns {
+        let g = Netns::new("ng");
+        veth(&self.dom0, vif, &g, "eth0");
+        g.ok(&["ip", "link", "set", "eth0", "address", mac, "up"]);
+        let etc = PathBuf::from(format!("/etc/netns/{}", g.name));
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("resolv.conf"), "").unwrap();
+        self.etc.push(etc);
+        g
+    }
+
+    /// Moves a guest to a new vif, as a restore or a migration back gives it a new domid.
+    fn replug(&self, g: &Netns, old: &str, new: &str, mac: &str) {
+        self.dom0.ok(&["ip", "link", "del", old]);
+        veth(&self.dom0, new, g, "eth0");
+        g.ok(&["ip", "link", "set", "eth0", "address", mac, "up"]);
+    }
+
+    fn online(&self, vif: &str, name: &str, mac: &str) {
+        self.ok(&["vif", "nat", "online", "type_if=vif", &format!("vif={vif}"), &format!("name={name}"), &format!("mac={mac}")]);
+    }
+
+    fn offline(&self, vif: &str) {
+        self.ok(&["vif", "nat", "offline", "type_if=vif", &format!("vif={vif}")]);
+    }
+
+    fn dnsmasq_pid(&self) -> Option<String> {
+        let pid = read(&self.dirs.state.join("dnsmasq.pid")).trim().to_string();
+        (!pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        // Only our own dnsmasq, by its pid, if a failed test left it running.
+        if let Some(pid) = self.dnsmasq_pid() {
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+        }
+        for etc in &self.etc {
+            let _ = std::fs::remove_dir_all(etc);
+        }
+    }
+}
+
+/// The DHCP client's view: "address router" of the lease it got, or None.
+fn lease(g: &Netns, dirs: &Dirs) -> Option<(String, String)> {
+    let script = dirs.state.parent().unwrap().join("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase $1 in bound|renew) ip addr flush dev $interface; ip addr add $ip/${mask:-8} dev $interface; \
+         ip route replace default via $router; echo \"nameserver $dns\" > /etc/resolv.conf; echo \"LEASE $ip $router\";; esac\n",
+    )
+    .unwrap();
+    run_ok(std::process::Command::new("chmod").args(["+x", script.to_str().unwrap()]));
+    let out = g.run(&["udhcpc", "-i", "eth0", "-n", "-q", "-t", "6", "-T", "1", "-s", script.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| l.starts_with("LEASE "))?;
+    let mut f = line.split_whitespace().skip(1);
+    Some((f.next()?.to_string(), f.next()?.to_string()))
+}
+
+/// What the guest's resolver answers for a name or an address (getent hosts).
+fn resolve(g: &Netns, what: &str) -> String {
+    String::from_utf8_lossy(&g.run(&["getent", "hosts", what]).stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_guest_leases_its_scheme_address_resolves_its_name_and_is_masqueraded() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let before = (lab.dom0.ok(&["nft", "list", "ruleset"]), lab.ethers());
+    let mac = "00:16:3e:00:01:01";
+    let g = lab.guest("vif3.0", mac);
+    lab.online("vif3.0", "web", mac);
+    assert!(lab.dnsmasq_pid().is_some(), "the first online started dnsmasq");
+    assert_eq!(lab.hosts(), format!("10.0.0.1 web web.{DOMAIN}\n"));
+    assert!(lab.ethers().ends_with(&format!("{mac} 10.0.0.1\n")) && lab.ethers().starts_with("# the administrator's\n"), "{}", lab.ethers());
+    assert_eq!(lease(&g, &lab.dirs), Some(("10.0.0.1".into(), "10.0.0.129".into())), "the scheme's address, the host side as router");
+    assert_eq!(resolve(&g, &format!("web.{DOMAIN}")), format!("10.0.0.1 web.{DOMAIN}"));
+    assert!(resolve(&g, "10.0.0.1").starts_with("10.0.0.1 web"), "and the reverse: {}", resolve(&g, "10.0.0.1"));
+    // The upstream host has no route to 10/8: a reply comes back only if the request
+    // left with the uplink's address, and its own counter says so.
+    lab.upstream.ok(&["nft", &format!("add table inet seen; add chain inet seen c {{ type filter hook input priority 0; }}; add rule inet seen c ip saddr {UPLINK} icmp type echo-request counter; add rule inet seen c ip saddr 10.0.0.0/8 counter")]);
+    assert!(g.pings(UPSTREAM), "the guest reaches the upstream host");
+    let seen = lab.upstream.ok(&["nft", "list", "chain", "inet", "seen", "c"]);
+    let counts: Vec<&str> = seen.lines().filter(|l| l.contains("counter")).collect();
+    assert!(!counts[0].contains("packets 0 ") && counts[1].contains("packets 0 "), "masqueraded, never the private source: {seen}");
+
+    lab.offline("vif3.0");
+    assert_eq!(lab.hosts(), format!("10.0.0.1 web web.{DOMAIN}\n"), "the name and address stay reserved");
+    assert_eq!(lab.ethers(), before.1, "the ethers line went, the administrator's stayed");
+    lab.ok(&["network", "nat", "stop"]);
+    assert_eq!(lab.dnsmasq_pid(), None, "dnsmasq stopped");
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), before.0);
+    assert_eq!(lab.dirs.journal_count(), 0);
+}
+
+#[test]
+fn a_restored_guest_under_a_new_domid_keeps_its_address_and_name() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let (mac_a, mac_b) = ("00:16:3e:00:02:01", "00:16:3e:00:02:02");
+    let a = lab.guest("vif4.0", mac_a);
+    let b = lab.guest("vif5.0", mac_b);
+    lab.online("vif4.0", "db", mac_a);
+    lab.online("vif5.0", "cache", mac_b);
+    assert_eq!(lease(&a, &lab.dirs).map(|l| l.0).as_deref(), Some("10.0.0.1"));
+    assert_eq!(lease(&b, &lab.dirs).map(|l| l.0).as_deref(), Some("10.0.1.1"));
+    // db is saved and restored: offline, then online as domain 9.
+    lab.offline("vif4.0");
+    lab.replug(&a, "vif4.0", "vif9.0", mac_a);
+    lab.online("vif9.0", "db", mac_a);
+    assert_eq!(lease(&a, &lab.dirs), Some(("10.0.0.1".into(), "10.0.0.129".into())), "the same lease after the restore");
+    assert_eq!(resolve(&a, &format!("db.{DOMAIN}")), format!("10.0.0.1 db.{DOMAIN}"));
+    assert!(a.pings(UPSTREAM));
+    assert_eq!(lab.hosts(), format!("10.0.0.1 db db.{DOMAIN}\n10.0.1.1 cache cache.{DOMAIN}\n"));
+    lab.offline("vif9.0");
+    lab.offline("vif5.0");
+    lab.ok(&["network", "nat", "stop"]);
+}
+
+#[test]
+fn fifty_concurrent_onlines_leave_fifty_exact_lines_and_dom1_is_not_dom10() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = NatLab::new();
+    let peers = Netns::new("npeers");
+    let n = 50;
+    let batch: String = (1..=n).map(|i| format!("link add vif{i}.0 type veth peer name e{i} netns {}\n", peers.name)).collect();
+    let mut c = lab.dom0.cmd(&["ip", "-batch", "-"]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), batch.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mac = |i: usize| format!("00:16:3e:00:10:{i:02x}");
+    std::thread::scope(|s| {
+        let lab = &lab;
+        let calls: Vec<_> = (1..=n)
+            .map(|i| s.spawn(move || lab.vifnet(&["vif", "nat", "online", &format!("vif=vif{i}.0"), &format!("name=dom{i}"), &format!("mac={}", mac(i))])))
+            .collect();
+        for c in calls {
+            let out = c.join().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    });
+    let hosts = lab.hosts();
+    let ethers = lab.ethers();
+    assert_eq!(hosts.lines().count(), n);
+    assert_eq!(ethers.lines().count(), n + 2, "ours and the administrator's two");
+    let addrs: std::collections::HashSet<&str> = hosts.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(addrs.len(), n, "distinct addresses");
+    for i in 1..=n {
+        let line = hosts.lines().find(|l| l.split_whitespace().nth(1) == Some(&format!("dom{i}"))).unwrap_or_else(|| panic!("dom{i} in {hosts}"));
+        let ip = line.split_whitespace().next().unwrap();
+        assert_eq!(line, format!("{ip} dom{i} dom{i}.{DOMAIN}"));
+        assert!(ethers.contains(&format!("{} {ip}\n", mac(i))), "dom{i}");
+    }
+    // dom1 goes and comes back: dom10's lines are untouched, whole fields only.
+    let dom10 = |t: &str| t.lines().filter(|l| l.contains("dom10 ") || l.contains(&mac(10))).map(String::from).collect::<Vec<_>>();
+    let (h10, e10) = (dom10(&hosts), dom10(&ethers));
+    lab.ok(&["vif", "nat", "offline", "vif=vif1.0"]);
+    lab.ok(&["vif", "nat", "online", "vif=vif1.0", "name=dom1", &format!("mac={}", mac(1))]);
+    assert_eq!((dom10(&lab.hosts()), dom10(&lab.ethers())), (h10, e10));
+    assert_eq!(lab.hosts(), hosts, "dom1 got its number back");
+    std::thread::scope(|s| {
+        let lab = &lab;
+        for i in 1..=n {
+            s.spawn(move || lab.ok(&["vif", "nat", "offline", &format!("vif=vif{i}.0")]));
+        }
+    });
+    assert_eq!(lab.ethers().lines().count(), 2);
+    lab.ok(&["network", "nat", "stop"]);
+}
+
+#[test]
+fn start_three_times_is_one_masquerade() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = NatLab::new();
+    for _ in 0..3 {
+        lab.ok(&["network", "nat", "start"]);
+    }
+    let set = lab.dom0.ok(&["nft", "list", "set", "inet", "vifnet", "masq_out"]);
+    assert_eq!(set.matches("\"up0\" . 10.0.0.0/8").count(), 1, "{set}");
+    let chain = lab.dom0.ok(&["nft", "list", "chain", "inet", "vifnet", "postrouting"]);
+    assert_eq!(chain.matches("masquerade").count(), 1, "{chain}");
+    assert!(lab.dnsmasq_pid().is_some());
+    lab.ok(&["network", "nat", "stop"]);
+    assert_eq!(lab.dnsmasq_pid(), None);
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
+}
