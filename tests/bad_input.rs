@@ -52,6 +52,12 @@ const CASES: &[Case] = &[
     Case { mode: "route", name: "proxying without an uplink", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("uplink_proxy = true\n"), says: "uplink_proxy: there is no uplink to answer on" },
     Case { mode: "route", name: "an uplink that does not exist", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"nosuch0\"\n"), says: "netdev nosuch0: no such link" },
     Case { mode: "route", name: "route mode file with an unknown key", args: &["online"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("gatway = \"x\"\n"), says: "route.toml:1: unknown field `gatway`" },
+    Case { mode: "nat", name: "nat without a domain name", args: &["online"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"lo\"\n"), says: "name: missing (nat mode numbers machines by domain name" },
+    Case { mode: "nat", name: "nat with a name that is no DNS label", args: &["online", "name=web_1"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"lo\"\n"), says: "argument name: \"web_1\" is not a DNS name for the guest" },
+    Case { mode: "nat", name: "nat with an address outside the prefix", args: &["online", "name=web"], xenstore: &[("ip", "192.0.2.5")], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"lo\"\n"), says: "ip 192.0.2.5: not a guest address of prefix 10.0.0.0/8" },
+    Case { mode: "nat", name: "nat with two addresses", args: &["online", "name=web"], xenstore: &[("ip", "10.0.0.1 10.0.0.2")], env_vif: Some("vif5.0"), mode_file: Some("netdev = \"lo\"\n"), says: "ip: \"10.0.0.1 10.0.0.2\" is not one IPv4 address" },
+    Case { mode: "nat", name: "nat prefix too small", args: &["online", "name=web"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: Some("prefix = \"10.0.0.0/25\"\n"), says: "nat.toml prefix: \"10.0.0.0/25\" must be a network of at most /24" },
+    Case { mode: "nat", name: "nat without an uplink", args: &["online", "name=web"], xenstore: &[], env_vif: Some("vif5.0"), mode_file: None, says: "netdev: nat mode needs an uplink to masquerade out of" },
 ];
 
 /// Everything a failed call could have touched, to compare before and after.
@@ -187,6 +193,49 @@ fn route_mode_through_xenstore_reports_connected() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(dom0.ok(&["ip", "route", "show", "proto", "118"]), "");
     assert_eq!(dirs.journal_count(), 0);
+}
+
+/// Nat mode under libxl: the machine is numbered by the domain's name, read from beside
+/// the domain in xenstore; `connected` is reported, and offline keeps the name reserved.
+#[test]
+fn nat_mode_through_xenstore_names_the_machine_by_its_domain() {
+    if !root_or_skip() {
+        return;
+    }
+    let dom0 = Netns::new("ngood");
+    let guest = Netns::new("ngoodg");
+    veth(&dom0, "vif5.0", &guest, "eth0");
+    let dirs = Dirs::new();
+    let base = dirs.state.parent().unwrap().to_path_buf();
+    // No dnsmasq and no /etc/ethers here: the files are the test's own.
+    std::fs::write(
+        dirs.modes.join("nat.toml"),
+        format!(
+            "netdev = \"lo\"\nhosts = \"{0}/hosts\"\nethers = \"{0}/ethers\"\nrun_dnsmasq = false\ndnsmasq_pidfile = \"{0}/none.pid\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let sock = std::env::temp_dir().join(unique("xs.sock"));
+    let xs = fake::serve(&sock);
+    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
+    xs.set(&format!("{ABS}/frontend-id"), "5");
+    xs.set(&format!("{ABS}/handle"), "0");
+    xs.set("/local/domain/5/name", "webfront");
+    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0"), ("netdev", "")];
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "nat", "online", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
+    assert_eq!(read(&base.join("hosts")), "10.0.0.1 webfront webfront.xen.internal\n");
+    assert_eq!(read(&base.join("ethers")), "00:16:3e:00:00:05 10.0.0.1\n");
+    assert!(dom0.ok(&["ip", "-4", "addr", "show", "dev", "vif5.0"]).contains("10.0.0.129/32"));
+    let out = vifnet(&dom0, &dirs, &env, &["vif", "nat", "offline", "type_if=vif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&base.join("ethers")), "");
+    assert_eq!(read(&base.join("hosts")), "10.0.0.1 webfront webfront.xen.internal\n", "kept for the machine");
+    let out = vifnet(&dom0, &dirs, &[], &["network", "nat", "stop"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dom0.ok(&["nft", "list", "ruleset"]), "");
 }
 
 fn netns_list() -> String {

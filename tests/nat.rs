@@ -154,6 +154,14 @@ fn a_guest_leases_its_scheme_address_resolves_its_name_and_is_masqueraded() {
     let seen = lab.upstream.ok(&["nft", "list", "chain", "inet", "seen", "c"]);
     let counts: Vec<&str> = seen.lines().filter(|l| l.contains("counter")).collect();
     assert!(!counts[0].contains("packets 0 ") && counts[1].contains("packets 0 "), "masqueraded, never the private source: {seen}");
+    // A source that is not the guest's own is dropped in dom0, and counted there.
+    g.ok(&["ip", "addr", "add", "10.0.0.77/32", "dev", "eth0"]);
+    let spoofed = g.run(&["ping", "-c", "2", "-i", "0.2", "-w", "1", "-q", "-I", "10.0.0.77", UPSTREAM]);
+    assert!(!spoofed.status.success(), "a forged source got a reply");
+    let guard = lab.dom0.ok(&["nft", "list", "chain", "inet", "vifnet", "guard"]);
+    assert!(!guard.lines().find(|l| l.contains("ip saddr != @vif_ip4")).unwrap().contains("packets 0 "), "{guard}");
+    let ip_forward = || lab.dom0.ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(ip_forward().trim(), "1");
 
     lab.offline("vif3.0");
     assert_eq!(lab.hosts(), format!("10.0.0.1 web web.{DOMAIN}\n"), "the name and address stay reserved");
@@ -161,6 +169,7 @@ fn a_guest_leases_its_scheme_address_resolves_its_name_and_is_masqueraded() {
     lab.ok(&["network", "nat", "stop"]);
     assert_eq!(lab.dnsmasq_pid(), None, "dnsmasq stopped");
     assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), before.0);
+    assert_eq!(ip_forward().trim(), "0", "forwarding as it was");
     assert_eq!(lab.dirs.journal_count(), 0);
 }
 

@@ -465,6 +465,56 @@ mod tests {
         assert!(matches!(machine_of_address(&hosts, &p, "db", "10.0.5.200".parse().unwrap()), Err(PlanError::NotInPrefix { .. })), "host-side half");
     }
 
+    fn host() -> NatHostRecord {
+        let mode = NatMode {
+            netdev: None,
+            prefix: prefix("10.0.0.0/8"),
+            domain: "x".into(),
+            hosts: "/h".into(),
+            ethers: "/e".into(),
+            run_dnsmasq: true,
+            dnsmasq_pidfile: "/p".into(),
+            antispoof: true,
+        };
+        let (_, rec) = host_up(&mode, &NatHostFacts { uplink: Some(IfName::parse("t", "up0").unwrap()), ..Default::default() }, Path::new("/s")).unwrap();
+        rec
+    }
+
+    #[test]
+    fn online_writes_the_files_and_signals_dnsmasq_only_when_they_change() {
+        let name = IfName::parse("t", "vif7.0").unwrap();
+        let vif = NatVif {
+            kernel_name: name.clone(),
+            name: name.clone(),
+            dev_type: DevType::Vif,
+            domain_name: "web".into(),
+            iface: 1,
+            mac: MacAddr::parse("t", "00:16:3e:00:00:07").unwrap(),
+            ip: None,
+            mtu: None,
+            antispoof: true,
+        };
+        let link = super::super::LinkFacts { index: 7, kind: None, mtu: 1500, master: None, up: false, mac: None, ours: false };
+        let mut facts = NatVifFacts { links: Facts { links: [("vif7.0".to_string(), link)].into() }, proxy_arp: "0".into(), ..Default::default() };
+        let lines = |p: &Plan| p.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (plan, rec) = vif_up(&vif, &host(), &facts, None).unwrap();
+        let l = lines(&plan);
+        assert!(l.contains(&"ip addr add 10.0.0.129/32 dev vif7.0".to_string()), "{l:?}");
+        assert!(l.contains(&"ip route add 10.0.0.1/32 dev vif7.0 proto 118 metric 2".to_string()), "{l:?}");
+        assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=1 (was 0)".to_string()), "{l:?}");
+        assert_eq!(l.last().unwrap(), "kill -HUP $(cat /s/dnsmasq.pid)");
+        // The files already say so (a repeated online): nothing to write, nobody to wake.
+        facts.hosts = "10.0.0.1 web web.x\n".into();
+        facts.ethers = "00:16:3e:00:00:07 10.0.0.1\n".into();
+        facts.proxy_arp = "1".into();
+        let (plan, _) = vif_up(&vif, &host(), &facts, Some(&rec)).unwrap();
+        assert!(!lines(&plan).iter().any(|s| s.starts_with("write") || s.starts_with("kill") || s.contains("proxy_arp")), "{:?}", lines(&plan));
+        // Offline: the ethers line goes, the hosts line stays, proxy_arp as it was.
+        let l = lines(&vif_down(&rec, &host(), &facts.hosts, &facts.ethers));
+        assert!(l.contains(&"write /e (0 lines, was 1)".to_string()) && !l.iter().any(|s| s.starts_with("write /h")), "{l:?}");
+        assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=0 (was 1)".to_string()), "{l:?}");
+    }
+
     #[test]
     fn file_edits_match_whole_fields_and_keep_other_lines() {
         let p = prefix("10.0.0.0/8");
