@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::plan::route::{self as plan_route, HostFacts};
-use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, VifJournal};
+use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, Plan, VifJournal};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
@@ -131,41 +131,17 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 }
                 let facts = observe::route_host(&handle, &mode).await?;
                 let (plan, record) = plan_route::host_up(&mode, &facts)?;
-                if args.dry_run {
-                    print!("{plan}");
+                if !start_host(&handle, args, "route", &plan, &record).await? {
                     return Ok(());
-                }
-                state::write_host("route", &record)?;
-                if let Err(e) = apply::setup(&handle, &plan).await {
-                    state::remove_host("route")?;
-                    return Err(anyhow::anyhow!(e).context("rolled back"));
                 }
                 log::info(&format!("route mode: forwarding on{}", gateway_note(&record)));
                 Ok(())
             }
             "stop" => {
                 let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { return Ok(()) };
-                let online: Vec<String> = state::all_vifs()?
-                    .iter()
-                    .filter(|j| matches!(j, VifJournal::Route(_)))
-                    .map(|j| j.kernel_name().to_string())
-                    .collect();
-                if !online.is_empty() {
-                    bail!("guests are still routed ({}): take their vifs offline first", online.join(" "));
-                }
-                let facts = HostFacts {
-                    sysctls: record.sysctls.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect(),
-                    ..Default::default()
-                };
-                let plan = plan_route::host_down(&record, &facts);
-                if args.dry_run {
-                    print!("{plan}");
-                    return Ok(());
-                }
-                apply::teardown(&handle, &plan).await?;
-                state::remove_host("route")?;
-                log::info("route mode: stopped");
-                Ok(())
+                refuse_while_online("route")?;
+                let facts = HostFacts { sysctls: sysctls_now(&record.sysctls), ..Default::default() };
+                stop_host(&handle, args, "route", &plan_route::host_down(&record, &facts)).await
             }
             "status" => {
                 let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { bail!("route mode: not started") };
@@ -206,34 +182,16 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;
                 let (plan, record) = plan_nat::host_up(&mode, &facts, &state::dir())?;
-                if args.dry_run {
-                    print!("{plan}");
+                if !start_host(&handle, args, "nat", &plan, &record).await? {
                     return Ok(());
-                }
-                state::write_host("nat", &record)?;
-                if let Err(e) = apply::setup(&handle, &plan).await {
-                    state::remove_host("nat")?;
-                    return Err(anyhow::anyhow!(e).context("rolled back"));
                 }
                 log::info(&format!("nat mode: {} masqueraded out of {}", record.mode.prefix, record.uplink));
                 Ok(())
             }
             "stop" => {
                 let Some(record) = started else { return Ok(()) };
-                let online: Vec<String> = state::all_vifs()?.iter().filter_map(|j| j.nat().map(|r| r.kernel_name.to_string())).collect();
-                if !online.is_empty() {
-                    bail!("guests are still online ({}): take their vifs offline first", online.join(" "));
-                }
-                let now = record.sysctls.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect();
-                let plan = plan_nat::host_down(&record, &now);
-                if args.dry_run {
-                    print!("{plan}");
-                    return Ok(());
-                }
-                apply::teardown(&handle, &plan).await?;
-                state::remove_host("nat")?;
-                log::info("nat mode: stopped");
-                Ok(())
+                refuse_while_online("nat")?;
+                stop_host(&handle, args, "nat", &plan_nat::host_down(&record, &sysctls_now(&record.sysctls))).await
             }
             "status" => {
                 let Some(record) = started else { bail!("nat mode: not started") };
@@ -250,6 +208,46 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }
     })
+}
+
+/// Journals a mode's host-wide record, then applies its plan; a failure takes both back.
+/// False for a dry run, which only prints the plan.
+async fn start_host<H: serde::Serialize>(handle: &rtnetlink::Handle, args: &NetworkArgs, mode: &str, plan: &Plan, record: &H) -> Result<bool> {
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(false);
+    }
+    state::write_host(mode, record)?;
+    if let Err(e) = apply::setup(handle, plan).await {
+        state::remove_host(mode)?;
+        return Err(anyhow::anyhow!(e).context("rolled back"));
+    }
+    Ok(true)
+}
+
+/// Stop undoes the host-wide part only once no guest of the mode depends on it.
+fn refuse_while_online(mode: &str) -> Result<()> {
+    let online: Vec<String> = state::all_vifs()?.iter().filter(|j| j.mode() == mode).map(|j| j.kernel_name().to_string()).collect();
+    if !online.is_empty() {
+        bail!("guests are still online in {mode} mode ({}): take their vifs offline first", online.join(" "));
+    }
+    Ok(())
+}
+
+/// The current values of the sysctls a start changed.
+fn sysctls_now(changed: &[plan_route::SysctlChange]) -> std::collections::BTreeMap<String, String> {
+    changed.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect()
+}
+
+async fn stop_host(handle: &rtnetlink::Handle, args: &NetworkArgs, mode: &str, plan: &Plan) -> Result<()> {
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(());
+    }
+    apply::teardown(handle, plan).await?;
+    state::remove_host(mode)?;
+    log::info(&format!("{mode} mode: stopped"));
+    Ok(())
 }
 
 fn gateway_note(rec: &plan_route::HostRecord) -> String {

@@ -145,6 +145,27 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// `apply` for a plan that also makes the mode's host-wide part (`new_host`): its record
+    /// is journalled first, and goes again if the plan fails.
+    async fn apply_with_host<H: serde::Serialize>(
+        &self,
+        handle: &rtnetlink::Handle,
+        plan: &Plan,
+        journal: VifJournal,
+        previous: Option<&VifJournal>,
+        mode: &str,
+        new_host: Option<&H>,
+    ) -> Result<()> {
+        if let Some(h) = new_host {
+            state::write_host(mode, h)?;
+        }
+        let applied = self.apply(handle, plan, journal, previous).await;
+        if applied.is_err() && new_host.is_some() {
+            state::remove_host(mode)?;
+        }
+        applied
+    }
+
     /// The journal of an earlier online of this vif, which must be in the same mode.
     fn earlier<'j, T>(&self, previous: Option<&'j VifJournal>, in_mode: fn(&VifJournal) -> Option<&T>) -> Result<Option<&'j T>> {
         match previous {
@@ -224,14 +245,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
     if call.print(&plan) {
         return Ok(Outcome::DryRun);
     }
-    if host_is_new {
-        state::write_host("route", &host)?;
-    }
-    let applied = call.apply(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref()).await;
-    if applied.is_err() && host_is_new {
-        state::remove_host("route")?;
-    }
-    applied?;
+    call.apply_with_host(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref(), "route", host_is_new.then_some(&host)).await?;
     let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
     log::info(&format!("{}: routes {}{}", record.name, ips.join(" "), antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
@@ -321,14 +335,7 @@ async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome
     if call.print(&plan) {
         return Ok(Outcome::DryRun);
     }
-    if host_is_new {
-        state::write_host("nat", &host)?;
-    }
-    let applied = call.apply(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref()).await;
-    if applied.is_err() && host_is_new {
-        state::remove_host("nat")?;
-    }
-    applied?;
+    call.apply_with_host(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref(), "nat", host_is_new.then_some(&host)).await?;
     log::info(&format!("{}: {} is {} (host side {}){}", record.name, record.hostname, record.guest, record.host_side, antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
 }
