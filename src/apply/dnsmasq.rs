@@ -42,6 +42,16 @@ pub fn start(config: &Path, text: &str, pidfile: &Path) -> Result<(), ApplyError
     Ok(())
 }
 
+/// Whether the process is still there and not merely waiting to be reaped (a zombie has
+/// let go of its sockets and files already).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised name: "pid (comm) S ...".
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
 /// Stops our dnsmasq (SIGTERM to the pid in its file, then waits for it to go) and removes
 /// its config, pid and lease files.
 pub fn stop(pidfile: &Path, config: &Path) -> Result<(), ApplyError> {
@@ -49,10 +59,10 @@ pub fn stop(pidfile: &Path, config: &Path) -> Result<(), ApplyError> {
         // SAFETY: a signal to the pid our own dnsmasq wrote.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let end = Instant::now() + Duration::from_secs(5);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        while alive(pid) && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if alive(pid) {
             return Err(failed("stopping dnsmasq", format!("pid {pid} is still there after SIGTERM")));
         }
     }
