@@ -16,9 +16,9 @@ STATIC    := RUSTFLAGS="-C target-feature=+crt-static"
 BIN        = target/$(HOST)/release/vifnet
 # Debian packages the tests and the demo use.
 DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
-MULTI     := network-bridge vif-bridge network-route vif-route
+MULTI     := network-bridge vif-bridge network-route vif-route network-nat vif-nat
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
-VIF_SCRIPTS := vifnet-bridge vifnet-route
+VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
 # Names route protocol 118 (our routes), so that `ip route` shows `proto vifnet`.
 RT_PROTOS := /etc/iproute2/rt_protos.d/vifnet.conf
 
@@ -38,14 +38,19 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Bridge mode, then route mode, end to end with two stand-in guests each, in namespaces
-# each run creates and removes: examples/bridge (uplink takeover) and examples/route-29 (a
-# routed /29 with its gateway on dom0); pings both ways, a spoofed source dropped.
+# Bridge, route, then nat mode, end to end with stand-in guests, each in namespaces its
+# run creates and removes: examples/bridge (uplink takeover), examples/route-29 (a routed
+# /29 with its gateway on dom0), examples/nat-cluster (four guests behind dom0 that lease
+# their addresses from vifnet's dnsmasq and resolve each other's names). Pings to the lan
+# host (both ways where it can reach the guests), and a spoofed source dropped.
 demo: deps build
 	$(BIN) setup --simulate --prefix vfbr$$$$ --modes-dir examples/bridge \
 	  --xend-config examples/bridge/xend-config.sxp examples/bridge/web.cfg examples/bridge/db.cfg
 	$(BIN) setup --simulate --prefix vfrt$$$$ --modes-dir examples/route-29 \
 	  --xend-config examples/route-29/xend-config.sxp examples/route-29/web.cfg examples/route-29/mail.cfg
+	$(BIN) setup --simulate --prefix vfnat$$$$ --modes-dir examples/nat-cluster \
+	  --xend-config examples/nat-cluster/xend-config.sxp examples/nat-cluster/node1.cfg \
+	  examples/nat-cluster/node2.cfg examples/nat-cluster/node3.cfg examples/nat-cluster/node4.cfg
 
 # Everything: unit tests, the namespace tests on this kernel (as root), then the VM lanes:
 # Debian 12's kernel, and a real Xen 4.17 toolstack with PV guests (tests/lanes/).

@@ -17,10 +17,12 @@ fn fail(path: &Path) -> impl Fn(std::io::Error) -> ApplyError + '_ {
 /// does with /etc/netns/<ns>/ethers. A rename cannot replace it; it is written in place.
 fn is_mount_root(path: &Path) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    // The raw syscall, not glibc's statx(): with fat LTO and a static glibc, std's weak
+    // reference to statx() leaves the symbol unresolved, and the call jumps to address 0.
     // SAFETY: statx into a zeroed struct we own, with a NUL-terminated path.
     unsafe {
         let mut stx: libc::statx = std::mem::zeroed();
-        libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, 0, &mut stx) == 0
+        libc::syscall(libc::SYS_statx, libc::AT_FDCWD, c.as_ptr(), 0, 0u32, &mut stx as *mut libc::statx) == 0
             && stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
             && stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
     }

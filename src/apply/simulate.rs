@@ -1,13 +1,22 @@
 //! Builds and removes a simulated lab (plan::simulate::Lab): namespaces, veth pairs standing
 //! in for netback vifs, and vifnet itself run per vif as libxl would. Used by `setup
-//! --simulate` and `make demo`; it touches only the namespaces it creates.
+//! --simulate` and `make demo`; it touches only the namespaces it creates and their
+//! /etc/netns directories.
 
-use std::path::Path;
-use std::process::Command;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::plan::simulate::{Lab, SimRoute, DOM0_ADDR, DOM0_ADDR6, LAN_ADDR, LAN_ADDR6};
+use crate::plan::simulate::{Lab, Lease, SimRoute, DOM0_ADDR, DOM0_ADDR6, LAN_ADDR, LAN_ADDR6};
+
+/// Where `ip netns exec` finds the files it binds over /etc in a namespace.
+fn etc_dir(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
+}
 
 /// Runs `ip` with these arguments; a failure is an error naming the command.
 fn ip(args: &[&str]) -> Result<()> {
@@ -62,8 +71,42 @@ fn add_route(ns: &str, r: &SimRoute, dev: &str) -> Result<()> {
     ip(&argv)
 }
 
+/// Makes each namespace's own /etc files (empty), before anything runs there. A bind needs
+/// its target on the host: an empty /etc/ethers is made where the file may be missing; no
+/// other host file is made or written.
+fn prepare_etc(lab: &Lab) -> Result<()> {
+    for f in &lab.etc_files {
+        let target = Path::new("/etc").join(&f.name);
+        if !target.exists() {
+            if !f.make_target {
+                bail!("{}: this host has none, so `ip netns exec {}` could not put the lab's own over it", target.display(), f.netns);
+            }
+            std::fs::OpenOptions::new().create(true).append(true).open(&target).with_context(|| format!("creating an empty {}", target.display()))?;
+        }
+        let dir = etc_dir(&f.netns);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join(&f.name), "").with_context(|| format!("writing {}", dir.join(&f.name).display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses to run anything in `ns` unless each of its own /etc files is in place and has a
+/// host file to be bound over: otherwise vifnet and dnsmasq there would use the host's
+/// /etc/ethers.
+pub fn etc_ready(lab: &Lab, ns: &str) -> Result<()> {
+    for f in lab.etc_files.iter().filter(|f| f.netns == ns) {
+        let own = etc_dir(ns).join(&f.name);
+        let target = Path::new("/etc").join(&f.name);
+        if !own.exists() || !target.exists() {
+            bail!("{ns}: {} or {} is missing, so the host's own file would be used: refusing to run there", own.display(), target.display());
+        }
+    }
+    Ok(())
+}
+
 /// Namespaces, the lan host, dom0's uplink, and one veth pair per vif.
 pub fn build(lab: &Lab) -> Result<()> {
+    prepare_etc(lab)?;
     let up = lab.uplink.as_str();
     for ns in std::iter::once(&lab.dom0).chain(std::iter::once(&lab.lan)).chain(lab.guests.iter().map(|g| &g.netns)) {
         ip(&["netns", "add", ns])?;
@@ -121,6 +164,79 @@ pub fn ping(ns: &str, dst: &str, from: Option<&str>) -> bool {
     in_ns(ns, &argv).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
+/// udhcpc's script in a stand-in guest: the lease on the interface, the default route
+/// through the router, and the resolver and search domain it was given in the guest's
+/// own /etc/resolv.conf (bound there by `ip netns exec`).
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+# Written by vifnet setup --simulate for its stand-in guests.
+case "$1" in
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-32}" dev "$interface"
+    ip route replace default via "$router" dev "$interface"
+    {
+        [ -n "$domain" ] && echo "search $domain"
+        for s in $dns; do echo "nameserver $s"; done
+    } > /etc/resolv.conf
+    echo "LEASE $ip $router"
+    ;;
+esac
+"#;
+
+/// Runs udhcpc in every guest that asks for a lease, all at once (each retries for up to
+/// 6 s), and returns what each vif's guest got, by the vif's kernel name.
+pub fn leases(lab: &Lab, dir: &Path) -> Result<HashMap<String, Option<Lease>>> {
+    let script = dir.join("udhcpc.script");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&script, UDHCPC_SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    let script = script.to_str().context("the lab's directory is not UTF-8")?;
+    let mut clients = Vec::new();
+    for (g, v) in lab.dhcp_vifs() {
+        etc_ready(lab, &g.netns)?;
+        let dev = v.guest_dev();
+        let argv = ["udhcpc", "-i", &dev, "-n", "-q", "-t", "6", "-T", "1", "-s", script];
+        let child = in_ns(&g.netns, &argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("running udhcpc")?;
+        clients.push((v.kernel_name(), child));
+    }
+    let mut got = HashMap::new();
+    for (vif, child) in clients {
+        let out = child.wait_with_output().context("waiting for udhcpc")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lease = text.lines().rev().find_map(|l| {
+            let mut f = l.strip_prefix("LEASE ")?.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        });
+        got.insert(vif, lease);
+    }
+    Ok(got)
+}
+
+/// What a guest's resolver answers for a name (`getent hosts`): the address and names.
+pub fn resolve(ns: &str, name: &str) -> Option<String> {
+    let out = in_ns(ns, &["getent", "hosts", name]).output().ok()?;
+    let answer = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    (out.status.success() && !answer.is_empty()).then_some(answer)
+}
+
+/// Stops the dnsmasq whose pid is in `pidfile` (SIGTERM, then up to 5 s for it to go), if
+/// it is one: only ever the lab's own, left running when `network nat stop` failed.
+/// Whether there was one.
+pub fn stop_dnsmasq(pidfile: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pidfile).ok().and_then(|t| t.trim().parse::<i32>().ok()) else { return false };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "dnsmasq" {
+        return false;
+    }
+    // SAFETY: a signal to the pid the lab's own dnsmasq wrote, checked to be a dnsmasq.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let end = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Adds an address to a guest that is not its own, for showing that antispoofing drops it.
 pub fn add_guest_addr(ns: &str, dev: &str, addr: &str) -> Result<()> {
     ip(&["-n", ns, "addr", "add", addr, "dev", dev])
@@ -152,7 +268,8 @@ pub fn dummy_driver_present() -> bool {
     builtin.lines().any(|l| l.ends_with("/dummy.ko"))
 }
 
-/// Deletes the lab's namespaces by their exact names; missing ones are fine.
+/// Deletes the lab's namespaces by their exact names, then their /etc/netns directories
+/// (and /etc/netns itself once empty); missing ones are fine.
 pub fn remove(lab: &Lab) -> Vec<String> {
     let mut errors = Vec::new();
     for ns in lab.guests.iter().map(|g| &g.netns).chain([&lab.lan, &lab.dom0]) {
@@ -161,6 +278,18 @@ pub fn remove(lab: &Lab) -> Vec<String> {
                 errors.push(e.to_string());
             }
         }
+    }
+    for f in &lab.etc_files {
+        let dir = etc_dir(&f.netns);
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                errors.push(format!("removing {}: {e}", dir.display()));
+            }
+        }
+    }
+    if !lab.etc_files.is_empty() {
+        // Fails, as it should, while anything else is in it.
+        let _ = std::fs::remove_dir("/etc/netns");
     }
     errors
 }

@@ -2,6 +2,7 @@
 //! network configuration brought up with stand-in guests in network namespaces, checked with
 //! real traffic, and removed again (unless --keep). No hypervisor needed.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -9,9 +10,11 @@ use anyhow::{bail, Context, Result};
 use crate::apply::simulate;
 use crate::config::domain::DomainConfig;
 use crate::config::inputs::{self, Inputs};
+use crate::config::kv::KeyValues;
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
-use crate::plan::simulate::{lab, network_args, selected_mode, Lab, SimMode, SPOOFED};
+use crate::plan::nat::{NatHostRecord, NatMode};
+use crate::plan::simulate::{lab, nat_in_lab, network_args, selected_mode, Lab, Lease, SimMode, SPOOFED};
 
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
@@ -25,7 +28,8 @@ pub struct SetupArgs {
     #[arg(long, value_name = "FILE")]
     xl_conf: Option<PathBuf>,
     /// Mode files to use (instead of an empty directory, i.e. the shipped defaults); in
-    /// route mode its route.toml's gateway says which blocks upstream routes to dom0.
+    /// route mode its route.toml's gateway says which blocks upstream routes to dom0, in
+    /// nat mode its nat.toml gives the prefix and the domain.
     #[arg(long, value_name = "DIR")]
     modes_dir: Option<PathBuf>,
     /// Names of the namespaces start with this (default: vfsim<pid>).
@@ -55,7 +59,15 @@ pub fn run(args: SetupArgs) -> Result<()> {
     let prefix = args.prefix.clone().unwrap_or_else(|| format!("vfsim{}", std::process::id()));
     let empty_modes = std::env::temp_dir().join(format!("{prefix}-modes"));
     let modes_dir = args.modes_dir.clone().unwrap_or(empty_modes.clone());
-    let mode = sim_mode(xend.as_ref(), xl.as_ref(), &modes_dir)?;
+    let state_dir = std::env::temp_dir().join(format!("{prefix}-state"));
+    let mut mode = sim_mode(xend.as_ref(), xl.as_ref(), &modes_dir)?;
+    if let SimMode::Nat(m) = &mode {
+        let (in_lab, notes) = nat_in_lab(m, &state_dir.join("nat-hosts"));
+        for n in notes {
+            println!("note: {n}");
+        }
+        mode = SimMode::Nat(in_lab);
+    }
     let mut lab = lab(&prefix, xend.as_ref(), xl.as_ref(), &domains, &mode)?;
     if lab.gateway_on_dummy && !simulate::dummy_driver_present() {
         // Arguments of `network route start` win over the mode file, and every vif then
@@ -67,7 +79,6 @@ pub fn run(args: SetupArgs) -> Result<()> {
         print_lab(&lab);
         return Ok(());
     }
-    let state_dir = std::env::temp_dir().join(format!("{prefix}-state"));
     std::fs::create_dir_all(&empty_modes).context("creating a mode directory")?;
     let dirs = Dirs { state: state_dir, modes: modes_dir, made: empty_modes };
     if args.teardown {
@@ -82,8 +93,9 @@ pub fn run(args: SetupArgs) -> Result<()> {
     result.and(down)
 }
 
-/// The mode the configs select, with route mode's settings read as the lab's own vifnet
-/// calls will read them: the mode files of `modes_dir`, network-script arguments over them.
+/// The mode the configs select, with route and nat mode's settings read as the lab's own
+/// vifnet calls will read them: the mode files of `modes_dir`, network-script arguments
+/// over them.
 fn sim_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>, modes_dir: &Path) -> Result<SimMode> {
     match selected_mode(xend, xl)? {
         "route" => {
@@ -91,8 +103,17 @@ fn sim_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>, modes_dir: &Path) ->
             inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS).context("xend-config.sxp network-script")?;
             Ok(SimMode::Route(inputs::route_mode_in(modes_dir, &inputs)?))
         }
+        "nat" => Ok(SimMode::Nat(nat_mode_in(modes_dir, &network_args(xend))?)),
         _ => Ok(SimMode::Bridge),
     }
+}
+
+/// Nat mode from the mode files of `dir` with `given` (the network-script's arguments)
+/// over them.
+fn nat_mode_in(dir: &Path, given: &KeyValues) -> Result<NatMode> {
+    let inputs = Inputs { args: given.clone(), ..Default::default() };
+    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS).context("xend-config.sxp network-script")?;
+    Ok(inputs::nat_mode_in(dir, &inputs)?)
 }
 
 struct Dirs {
@@ -102,8 +123,10 @@ struct Dirs {
 }
 
 impl Dirs {
-    /// vifnet in the lab's dom0, with the lab's state and mode directories.
+    /// vifnet in the lab's dom0, with the lab's state and mode directories, and never
+    /// without dom0's own /etc files.
     fn vifnet(&self, lab: &Lab, args: &[String], env: &[(&str, String)]) -> Result<String> {
+        simulate::etc_ready(lab, &lab.dom0)?;
         simulate::vifnet_in(&lab.dom0, &self.state, &self.modes, args, env)
     }
 }
@@ -120,6 +143,10 @@ fn print_lab(lab: &Lab) {
             println!("  guest {} ({}): vif {} online {}", g.name, g.netns, v.kernel_name(), s.join(" "));
             let mut side: Vec<String> = v.guest_addrs.iter().map(|a| a.to_string()).collect();
             side.extend(v.guest_routes.iter().map(|r| format!("route {r}")));
+            if v.dhcp {
+                let known = v.dns_name.as_ref().map(|n| format!(", known as {n}")).unwrap_or_default();
+                side.push(format!("address by DHCP (udhcpc){known}"));
+            }
             if !side.is_empty() {
                 println!("    {}: {}", v.guest_dev(), side.join(", "));
             }
@@ -138,6 +165,8 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
         }
     }
     print!("{}", d.vifnet(lab, &["status".into()], &[])?);
+    // Guests without a static address ask for one, now that their vifs are online.
+    let leases = if lab.dhcp_vifs().next().is_some() { simulate::leases(lab, &d.state)? } else { HashMap::new() };
     let mut failed = Vec::new();
     let mut check = |what: String, ok: bool| {
         println!("check: {what}: {}", if ok { "yes" } else { "NO" });
@@ -145,10 +174,39 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
             failed.push(what);
         }
     };
+    let lease_of = |vif: &str| -> Option<Lease> { leases.get(vif).copied().flatten() };
+    if let Some(dhcp) = &lab.dhcp {
+        for (g, v) in lab.dhcp_vifs() {
+            match lease_of(&v.kernel_name()) {
+                Some(l) => check(
+                    format!("guest {} leased {} (in {}) with router {} (the host side of {}) on {}", g.name, l.0, dhcp.prefix, l.1, v.kernel_name(), v.guest_dev()),
+                    lab.lease_ok(&l),
+                ),
+                None => check(format!("guest {} got a DHCP lease on {}", g.name, v.guest_dev()), false),
+            }
+        }
+        for n in lab.name_checks() {
+            let want = lease_of(&n.vif.kernel_name()).map(|l| l.0);
+            let answer = simulate::resolve(&n.asker.netns, &n.query);
+            let got = answer.as_deref().and_then(|a| a.split_whitespace().next()).and_then(|a| a.parse().ok());
+            let shown = answer.unwrap_or_else(|| "no answer".into());
+            check(format!("guest {} resolves {}: {shown} ({}'s lease)", n.asker.name, n.query, n.owner.name), want.is_some() && got == want);
+        }
+    }
+    let mut reached = HashSet::new();
     for g in &lab.guests {
         for (lan, v6) in [("192.0.2.1", false), ("2001:db8::1", true)] {
             if g.has_family(v6) {
-                check(format!("guest {} pings the lan host {lan}", g.name), simulate::ping(&g.netns, lan, None));
+                // A NATed guest's reply can only come back masqueraded: the lan host has no route to it.
+                let how = match &lab.dhcp {
+                    Some(d) if !v6 => format!(" (masqueraded: the lan host has no route to {})", d.prefix),
+                    _ => String::new(),
+                };
+                let ok = simulate::ping(&g.netns, lan, None);
+                if ok && !v6 {
+                    reached.insert(g.name.clone());
+                }
+                check(format!("guest {} pings the lan host {lan}{how}", g.name), ok);
             }
         }
     }
@@ -157,15 +215,21 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
         check(format!("the lan host pings guest {} at {addr}", g.name), simulate::ping(&lab.lan, &addr.to_string(), None));
     }
     // Antispoofing: a guarded guest sends from an address that is not its own; the lan host
-    // must not see it. A /32 sends it the way the guest's own traffic goes.
+    // must not see it. A /32 sends it the way the guest's own traffic goes. It proves
+    // something only if the guest's own traffic gets there.
     if let Some((g, v)) = lab.spoof_candidate() {
-        simulate::add_guest_addr(&g.netns, &v.guest_dev(), &format!("{SPOOFED}/32"))?;
-        let before = simulate::echo_requests_seen(&lab.lan)?;
-        simulate::ping(&g.netns, "192.0.2.1", Some(SPOOFED));
-        let arrived = simulate::echo_requests_seen(&lab.lan)? - before;
-        println!("check: guest {} sending from {SPOOFED}, not its own: {}", g.name, if arrived == 0 { "dropped" } else { "REACHED the lan host" });
-        if arrived != 0 {
-            failed.push(format!("a spoofed source from guest {} reached the lan host", g.name));
+        if !reached.contains(&g.name) {
+            println!("check: guest {} sending from {SPOOFED}, not its own: NOT SHOWN (its own traffic does not reach the lan host)", g.name);
+            failed.push(format!("the spoofing check of guest {} showed nothing", g.name));
+        } else {
+            simulate::add_guest_addr(&g.netns, &v.guest_dev(), &format!("{SPOOFED}/32"))?;
+            let before = simulate::echo_requests_seen(&lab.lan)?;
+            simulate::ping(&g.netns, "192.0.2.1", Some(SPOOFED));
+            let arrived = simulate::echo_requests_seen(&lab.lan)? - before;
+            println!("check: guest {} sending from {SPOOFED}, not its own: {}", g.name, if arrived == 0 { "dropped" } else { "REACHED the lan host" });
+            if arrived != 0 {
+                failed.push(format!("a spoofed source from guest {} reached the lan host", g.name));
+            }
         }
     }
     if !failed.is_empty() {
@@ -178,7 +242,7 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
 fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {
     let mut errors = Vec::new();
     if Path::new("/run/netns").join(&lab.dom0).exists() {
-            for g in &lab.guests {
+        for g in &lab.guests {
             for v in &g.vifs {
                 if let Err(e) = d.vifnet(lab, &lab.vif_call(v, "offline"), &[("vif", v.kernel_name())]) {
                     errors.push(e.to_string());
@@ -189,6 +253,13 @@ fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {
             errors.push(e.to_string());
         }
     }
+    // `network nat stop` stops nat mode's dnsmasq and removes its record; if it could not,
+    // the dnsmasq that record names goes by its pid all the same.
+    if let Some(pidfile) = own_dnsmasq(&d.state) {
+        if simulate::stop_dnsmasq(&pidfile) {
+            errors.push(format!("the lab's dnsmasq ({}) was still running after network nat stop: stopped by its pid", pidfile.display()));
+        }
+    }
     errors.extend(simulate::remove(lab));
     let _ = std::fs::remove_dir_all(&d.state);
     let _ = std::fs::remove_dir(&d.made);
@@ -197,4 +268,31 @@ fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {
         bail!("teardown: {}", errors.join("; "));
     }
     Ok(())
+}
+
+/// The pid file of the dnsmasq nat mode started in the lab, while its record is there.
+fn own_dnsmasq(state: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(state.join("nat.json")).ok()?;
+    let rec: NatHostRecord = serde_json::from_str(&text).ok()?;
+    rec.dnsmasq.map(|o| o.pidfile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_nat_toml_is_read_with_the_network_scripts_arguments_over_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nat-cluster");
+        let mut given = KeyValues::new();
+        given.push("domain", "lab.internal");
+        let m = nat_mode_in(&dir, &given).unwrap();
+        assert_eq!((m.prefix.to_string().as_str(), m.domain.as_str()), ("10.10.0.0/16", "lab.internal"));
+        assert_eq!(m.hosts, Path::new("/var/lib/vifnet/cluster-hosts"));
+        given.push("prefix", "10.10.0.0/25");
+        let e = format!("{:#}", nat_mode_in(&dir, &given).unwrap_err());
+        assert!(e.starts_with("argument prefix: ") && e.contains("must be a network of at most /24"), "{e}");
+        given.push("bogus", "1");
+        assert!(format!("{:#}", nat_mode_in(&dir, &given).unwrap_err()).starts_with("xend-config.sxp network-script: "));
+    }
 }

@@ -184,8 +184,12 @@ super::modefile::mode_file! {
 
 /// Nat mode's host-wide settings: the mode files, then `key=value` arguments.
 pub fn nat_mode(inputs: &Inputs) -> Result<NatMode, ConfigError> {
-    let dir = super::modefile::modes_dir();
-    let file = super::modefile::load_from::<NatModeFile>(&dir, "nat")?;
+    nat_mode_in(&super::modefile::modes_dir(), inputs)
+}
+
+/// `nat_mode` with the administrator's mode files in `dir`.
+pub fn nat_mode_in(dir: &std::path::Path, inputs: &Inputs) -> Result<NatMode, ConfigError> {
+    let file = super::modefile::load_from::<NatModeFile>(dir, "nat")?;
     let origin = dir.join("nat.toml").display().to_string();
     let netdev = setting(inputs, &origin, "netdev", file.netdev, "");
     let netdev = match netdev.value.trim() {

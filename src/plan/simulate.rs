@@ -3,30 +3,40 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
-use ipnetwork::IpNetwork;
+use ipnetwork::{IpNetwork, Ipv4Network};
 
 use crate::config::domain::DomainConfig;
+use crate::config::inputs::is_dns_name;
 use crate::config::kv::KeyValues;
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
 use crate::config::ConfigError;
 use crate::model::{parse_bool, parse_ip_list, parse_mtu, GatewayKind, IfName, MacAddr};
 use crate::names::{script_role, ScriptRole};
+use crate::plan::nat::{self, NatMode};
 use crate::plan::route::{answered, RouteMode};
 
 /// The lan host every guest should reach, and the dom0 uplink facing it. In route mode
-/// the lan host stands for upstream: the router that sends the routed blocks to dom0.
+/// the lan host stands for upstream: the router that sends the routed blocks to dom0; in
+/// nat mode, upstream with no route back to the guests' prefix.
 pub const LAN_ADDR: &str = "192.0.2.1/24";
 pub const LAN_ADDR6: &str = "2001:db8::1/64";
 pub const DOM0_ADDR: &str = "192.0.2.2/24";
 pub const DOM0_ADDR6: &str = "2001:db8::2/64";
+/// The lan's IPv4 subnet, which a nat prefix must not overlap.
+pub const LAN_NET: &str = "192.0.2.0/24";
+
+/// The ethers file dnsmasq's read-ethers reads: always this path. In the lab it is dom0's
+/// own, bound over the host's by `ip netns exec`.
+pub const ETHERS: &str = "/etc/ethers";
 
 /// A source address no guest owns, for the antispoofing check.
 pub const SPOOFED: &str = "192.0.2.99";
 
 /// The modes the lab can stand up.
-pub const MODES: &[&str] = &["bridge", "route"];
+pub const MODES: &[&str] = &["bridge", "route", "nat"];
 
 fn net(s: &str) -> IpNetwork {
     s.parse().expect("the lab's own addresses are valid")
@@ -65,6 +75,11 @@ pub struct SimVif {
     pub guest_addrs: Vec<IpNetwork>,
     pub guest_routes: Vec<SimRoute>,
     pub guest_mac: Option<String>,
+    /// The guest asks for its IPv4 address by DHCP (nat mode) instead of setting one.
+    pub dhcp: bool,
+    /// The name the lab's DNS server knows this interface by (nat mode: the domain's name
+    /// for the first interface, `name-y` for the others).
+    pub dns_name: Option<String>,
 }
 
 impl SimVif {
@@ -86,9 +101,9 @@ pub struct SimGuest {
 }
 
 impl SimGuest {
-    /// Whether the guest has an address of this family (IPv6 when `v6`).
+    /// Whether the guest has an address of this family (IPv6 when `v6`); a DHCP lease is IPv4.
     pub fn has_family(&self, v6: bool) -> bool {
-        self.vifs.iter().any(|v| v.guest_addrs.iter().any(|a| a.is_ipv6() == v6))
+        self.vifs.iter().any(|v| (v.dhcp && !v6) || v.guest_addrs.iter().any(|a| a.is_ipv6() == v6))
     }
 }
 
@@ -105,9 +120,45 @@ pub struct Lab {
     pub lan_routes: Vec<SimRoute>,
     /// The gateway goes on a dummy link, which needs a driver this kernel may lack.
     pub gateway_on_dummy: bool,
-    /// Whether a vif without `antispoof=` is guarded (route mode: its mode file's setting).
+    /// Whether a vif without `antispoof=` is guarded (route and nat mode: the mode's setting).
     pub antispoof: bool,
+    /// The DHCP and DNS service the guests use (nat mode's dnsmasq), if any.
+    pub dhcp: Option<SimDhcp>,
+    /// Files `ip netns exec` binds over /etc in a namespace, made empty before the first
+    /// command runs there and removed with the lab.
+    pub etc_files: Vec<EtcFile>,
     pub guests: Vec<SimGuest>,
+}
+
+/// What the guests' leases and names must be: addresses of `prefix` whose router is the
+/// host side of the vif, names in `domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimDhcp {
+    pub prefix: Ipv4Network,
+    pub domain: String,
+}
+
+/// `/etc/netns/<netns>/<name>`: seen as `/etc/<name>` by every command run in `netns`,
+/// provided the host has an `/etc/<name>` to bind it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcFile {
+    pub netns: String,
+    pub name: String,
+    /// Whether an empty `/etc/<name>` may be made on a host that has none: true for
+    /// ethers, where an empty file means what a missing one does.
+    pub make_target: bool,
+}
+
+/// A lease a stand-in guest's DHCP client got: its address and its router.
+pub type Lease = (Ipv4Addr, Ipv4Addr);
+
+/// A name one guest looks up, and the guest interface whose lease it must resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameCheck<'a> {
+    pub asker: &'a SimGuest,
+    pub query: String,
+    pub owner: &'a SimGuest,
+    pub vif: &'a SimVif,
 }
 
 impl Lab {
@@ -131,18 +182,47 @@ impl Lab {
     }
 
     /// The guest that shows antispoofing: the first whose first vif is guarded and has an
-    /// IPv4 address (the forged source is IPv4), with that vif.
+    /// IPv4 address, static or leased (the forged source is IPv4), with that vif.
     pub fn spoof_candidate(&self) -> Option<(&SimGuest, &SimVif)> {
         self.guests.iter().find_map(|g| {
             let v = g.vifs.first()?;
             let guarded = v.settings.get("antispoof").map_or(self.antispoof, |s| parse_bool("antispoof", s).unwrap_or(true));
-            (guarded && v.guest_addrs.iter().any(|a| a.is_ipv4())).then_some((g, v))
+            (guarded && (v.dhcp || v.guest_addrs.iter().any(|a| a.is_ipv4()))).then_some((g, v))
         })
     }
 
     /// Every guest address, for the lan host to ping.
     pub fn guest_addresses(&self) -> impl Iterator<Item = (&SimGuest, IpAddr)> {
         self.guests.iter().flat_map(|g| g.vifs.iter().flat_map(move |v| v.guest_addrs.iter().map(move |a| (g, a.ip()))))
+    }
+
+    /// Every vif whose guest asks for a lease.
+    pub fn dhcp_vifs(&self) -> impl Iterator<Item = (&SimGuest, &SimVif)> {
+        self.guests.iter().flat_map(|g| g.vifs.iter().filter(|v| v.dhcp).map(move |v| (g, v)))
+    }
+
+    /// Whether a lease is what the lab's DHCP service must give: an address of the prefix,
+    /// and as router the host side of the vif it came through.
+    pub fn lease_ok(&self, lease: &Lease) -> bool {
+        let (addr, router) = *lease;
+        self.dhcp.as_ref().is_some_and(|d| d.prefix.contains(addr) && router == nat::host_side(addr))
+    }
+
+    /// The names each guest looks up: its own full name (name.domain), and the next
+    /// guest's bare name, through the search domain its lease gave it.
+    pub fn name_checks(&self) -> Vec<NameCheck<'_>> {
+        let Some(dhcp) = &self.dhcp else { return Vec::new() };
+        let named: Vec<(&SimGuest, &SimVif, &str)> =
+            self.guests.iter().filter_map(|g| g.vifs.iter().find_map(|v| Some((g, v, v.dns_name.as_deref()?)))).collect();
+        let mut checks = Vec::new();
+        for (i, (g, v, name)) in named.iter().enumerate() {
+            checks.push(NameCheck { asker: g, query: format!("{name}.{}", dhcp.domain), owner: g, vif: v });
+            let (other, ov, oname) = named[(i + 1) % named.len()];
+            if other != *g {
+                checks.push(NameCheck { asker: g, query: oname.to_string(), owner: other, vif: ov });
+            }
+        }
+        checks
     }
 }
 
@@ -177,11 +257,29 @@ pub fn network_args(xend: Option<&XendConfig>) -> KeyValues {
 }
 
 /// What the lab needs to know of the mode beyond the configs: route mode's settings (the
-/// mode file with the network-script arguments over it) place the gateway and the blocks.
+/// mode file with the network-script arguments over it) place the gateway and the blocks;
+/// nat mode's (as [`nat_in_lab`] makes them) give the prefix, the domain and the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimMode {
     Bridge,
     Route(RouteMode),
+    Nat(NatMode),
+}
+
+/// Nat mode as the lab runs it, and a note for each setting changed: machine numbers in the
+/// lab's own `hosts` file; /etc/ethers, the one file dnsmasq's read-ethers reads (dom0's
+/// own in the lab); and vifnet's own dnsmasq, since the guests need a DHCP server and the
+/// lab must never signal the host's.
+pub fn nat_in_lab(mode: &NatMode, hosts: &Path) -> (NatMode, Vec<String>) {
+    let mut notes = vec![format!("the lab keeps nat mode's machine numbers in {}, not in {}", hosts.display(), mode.hosts.display())];
+    if mode.ethers != Path::new(ETHERS) {
+        notes.push(format!("the lab writes {ETHERS} (dom0's own), which dnsmasq reads, instead of {}", mode.ethers.display()));
+    }
+    if !mode.run_dnsmasq {
+        notes.push(format!("the lab runs vifnet's own dnsmasq (run_dnsmasq=true) instead of signalling {}", mode.dnsmasq_pidfile.display()));
+    }
+    let lab = NatMode { hosts: hosts.to_path_buf(), ethers: ETHERS.into(), run_dnsmasq: true, ..mode.clone() };
+    (lab, notes)
 }
 
 /// A namespace name for `prefix` and `what`, within the 15-byte-free but tidy limits.
@@ -190,19 +288,41 @@ fn ns_name(prefix: &str, what: &str) -> String {
 }
 
 pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains: &[DomainConfig], mode: &SimMode) -> Result<Lab, ConfigError> {
-    let network_args = network_args(xend);
+    let mut network_args = network_args(xend);
+    // The route and nat modes' netdev has the network-script's over the mode file's; else
+    // xl.conf's gatewaydev names the uplink, which start finds by the default route.
+    let routed_uplink = |netdev: &Option<IfName>| match netdev {
+        Some(n) => Ok(n.clone()),
+        None => IfName::parse("vif.default.gatewaydev", xl.and_then(|x| x.default_gatewaydev.as_deref()).unwrap_or("eth0")),
+    };
     let (mode_name, uplink) = match mode {
         SimMode::Bridge => ("bridge", IfName::parse("network-script netdev", network_args.get("netdev").unwrap_or("eth0"))?),
-        // The route mode's netdev has the network-script's over the mode file's; else
-        // xl.conf's gatewaydev names the uplink, which start finds by the default route.
-        SimMode::Route(m) => match &m.netdev {
-            Some(n) => ("route", n.clone()),
-            None => ("route", IfName::parse("vif.default.gatewaydev", xl.and_then(|x| x.default_gatewaydev.as_deref()).unwrap_or("eth0"))?),
-        },
+        SimMode::Route(m) => ("route", routed_uplink(&m.netdev)?),
+        SimMode::Nat(m) => ("nat", routed_uplink(&m.netdev)?),
     };
     let default_bridge = match mode {
         SimMode::Bridge => xl.and_then(|x| x.default_bridge.clone()).or_else(|| network_args.get("bridge").map(String::from)),
-        SimMode::Route(_) => None,
+        SimMode::Route(_) | SimMode::Nat(_) => None,
+    };
+    let mut etc_files = Vec::new();
+    let dhcp = match mode {
+        SimMode::Nat(m) => {
+            let lan: Ipv4Network = LAN_NET.parse().expect("the lab's own subnet");
+            if m.prefix.contains(lan.network()) || lan.contains(m.prefix.network()) {
+                return Err(ConfigError::bad("nat mode prefix", m.prefix.to_string(), format!("overlaps the lab's lan {LAN_NET}: choose another")));
+            }
+            // Later arguments win: the lab's files and dnsmasq, whatever the network-script said.
+            network_args.push("hosts", m.hosts.display().to_string());
+            network_args.push("ethers", m.ethers.display().to_string());
+            network_args.push("run_dnsmasq", if m.run_dnsmasq { "true" } else { "false" });
+            // dom0's own ethers for vifnet and dnsmasq, and no resolver: dnsmasq answers the
+            // guests' names and forwards nothing out of the lab.
+            for (name, make_target) in [("ethers", true), ("resolv.conf", false)] {
+                etc_files.push(EtcFile { netns: ns_name(prefix, "dom0"), name: name.into(), make_target });
+            }
+            Some(SimDhcp { prefix: m.prefix, domain: m.domain.clone() })
+        }
+        _ => None,
     };
     let vif_script_args = xend.and_then(|x| x.vif_script.as_ref()).map(|s| s.args.clone()).unwrap_or_default();
 
@@ -245,6 +365,7 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
                 parse_bool(&at("antispoof"), v)?;
             }
             let (mut guest_addrs, mut guest_routes) = (Vec::new(), Vec::new());
+            let (mut leased, mut dns_name) = (false, None);
             match mode {
                 // On the lan's own subnets, next to the lan host.
                 SimMode::Bridge => {
@@ -270,11 +391,39 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
                         }
                     }
                 }
+                // The guest leases its address; vifnet knows it by the domain's name, as
+                // libxl gives it from /local/domain/<domid>/name.
+                SimMode::Nat(m) => {
+                    if !is_dns_name(&d.name) || d.name.contains('.') {
+                        return Err(ConfigError::bad(format!("{} name", d.name), &d.name, "is not a DNS name for the guest (letters, digits and '-'), as nat mode needs"));
+                    }
+                    if !settings.contains_key("mac") {
+                        return Err(ConfigError::Missing { key: at("mac"), hint: "nat mode leases the guest its address by MAC: give mac= in the vif entry".into() });
+                    }
+                    if devid >= 127 {
+                        return Err(ConfigError::bad(at("vif"), devid.to_string(), "is past the 127 interfaces nat mode numbers"));
+                    }
+                    let iface = match ips.as_slice() {
+                        [] => devid as u8 + 1,
+                        [IpNetwork::V4(n)] if n.prefix() == 32 => nat::machine_of_address(&[], &m.prefix, &d.name, n.ip()).map(|(_, y)| y).map_err(|_| {
+                            ConfigError::bad(at("ip"), n.ip().to_string(), format!("is not a guest address of nat prefix {} (last byte 1 to 127)", m.prefix))
+                        })?,
+                        _ => return Err(ConfigError::bad(at("ip"), settings.get("ip").unwrap_or(""), "is not one IPv4 address (nat mode gives each interface one)")),
+                    };
+                    settings.push("name", d.name.clone());
+                    leased = true;
+                    dns_name = Some(nat::hostname(&d.name, iface));
+                }
             }
             let guest_mac = settings.get("mac").map(String::from);
-            vifs.push(SimVif { domid, devid: devid as u32, settings, guest_addrs, guest_routes, guest_mac });
+            vifs.push(SimVif { domid, devid: devid as u32, settings, guest_addrs, guest_routes, guest_mac, dhcp: leased, dns_name });
         }
-        guests.push(SimGuest { name: d.name.clone(), netns: ns_name(prefix, &d.name), vifs });
+        let netns = ns_name(prefix, &d.name);
+        if vifs.iter().any(|v: &SimVif| v.dhcp) {
+            // The guest's DHCP client writes its resolver there.
+            etc_files.push(EtcFile { netns: netns.clone(), name: "resolv.conf".into(), make_target: false });
+        }
+        guests.push(SimGuest { name: d.name.clone(), netns, vifs });
     }
     let gateway_on_dummy = matches!(mode, SimMode::Route(m) if !m.gateway.is_empty() && m.gateway_kind == GatewayKind::Dummy);
     Ok(Lab {
@@ -285,7 +434,13 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
         network_args,
         lan_routes,
         gateway_on_dummy,
-        antispoof: !matches!(mode, SimMode::Route(m) if !m.antispoof),
+        antispoof: match mode {
+            SimMode::Bridge => true,
+            SimMode::Route(m) => m.antispoof,
+            SimMode::Nat(m) => m.antispoof,
+        },
+        dhcp,
+        etc_files,
         guests,
     })
 }
@@ -350,6 +505,22 @@ mod tests {
             antispoof: true,
         }
     }
+    fn nat_mode() -> NatMode {
+        NatMode {
+            netdev: None,
+            prefix: "10.10.0.0/16".parse().unwrap(),
+            domain: "cluster.internal".into(),
+            hosts: "/var/lib/vifnet/cluster-hosts".into(),
+            ethers: "/etc/ethers".into(),
+            run_dnsmasq: true,
+            dnsmasq_pidfile: "/run/dnsmasq/dnsmasq.pid".into(),
+            antispoof: true,
+        }
+    }
+    fn nat_lab(domains: &[DomainConfig]) -> Result<Lab, ConfigError> {
+        let (m, _) = nat_in_lab(&nat_mode(), Path::new("/tmp/t-state/nat-hosts"));
+        lab("t", None, None, domains, &SimMode::Nat(m))
+    }
     fn strings<T: ToString>(items: &[T]) -> Vec<String> {
         items.iter().map(T::to_string).collect()
     }
@@ -366,8 +537,10 @@ mod tests {
         assert_eq!(selected_mode(None, Some(&xl("/etc/xen/scripts/vif-route"))), Ok("route"));
         assert_eq!(selected_mode(None, None), Ok("bridge"));
         assert_eq!(network_args(Some(&route)).get("netdev"), Some("eth1"));
-        let e = selected_mode(None, Some(&xl("vif-nat"))).unwrap_err().to_string();
-        assert_eq!(e, "vif.default.script: \"vif-nat\" is not a mode vifnet simulates (bridge, route)");
+        assert_eq!(selected_mode(None, Some(&xl("vifnet-nat"))), Ok("nat"));
+        assert_eq!(selected_mode(Some(&xend("(network-script network-nat)\n(vif-script vif-nat)\n")), None), Ok("nat"));
+        let e = selected_mode(None, Some(&xl("vif-openvswitch"))).unwrap_err().to_string();
+        assert_eq!(e, "vif.default.script: \"vif-openvswitch\" is not a mode vifnet simulates (bridge, route, nat)");
         let mixed = xend("(network-script network-bridge)\n(vif-script vif-route)\n");
         assert!(selected_mode(Some(&mixed), None).unwrap_err().to_string().contains("does not match vif-script's mode (route)"));
         assert!(selected_mode(None, Some(&xl("network-route"))).is_err());
@@ -453,5 +626,93 @@ mod tests {
         assert_eq!(web.settings.get("bridge"), Some("xenbr0"));
         assert_eq!(lab.network_call("start"), ["network", "bridge", "start", "netdev=eth0", "bridge=xenbr0", "takeover=yes"]);
         assert_eq!(lab.network_call("stop"), ["network", "bridge", "stop", "bridge=xenbr0"]);
+    }
+
+    #[test]
+    fn the_nat_lab_uses_its_own_hosts_file_dom0s_ethers_and_its_own_dnsmasq() {
+        let hosts = Path::new("/tmp/t-state/nat-hosts");
+        let (m, notes) = nat_in_lab(&nat_mode(), hosts);
+        assert_eq!((m.hosts.as_path(), m.ethers.as_path(), m.run_dnsmasq), (hosts, Path::new("/etc/ethers"), true));
+        assert_eq!(notes, ["the lab keeps nat mode's machine numbers in /tmp/t-state/nat-hosts, not in /var/lib/vifnet/cluster-hosts"]);
+        let system = NatMode { ethers: "/var/lib/vifnet/ethers".into(), run_dnsmasq: false, ..nat_mode() };
+        let (m, notes) = nat_in_lab(&system, hosts);
+        assert_eq!((m.ethers.as_path(), m.run_dnsmasq, notes.len()), (Path::new("/etc/ethers"), true, 3), "{notes:?}");
+        assert!(notes[2].contains("instead of signalling /run/dnsmasq/dnsmasq.pid"), "never the host's dnsmasq: {notes:?}");
+        // The network-script's own hosts= is overridden by the lab's, given last.
+        let x = xend("(network-script 'network-nat hosts=/var/lib/x domain=lab.internal')\n(vif-script vif-nat)\n");
+        let l = lab("t", Some(&x), None, &[domain("node1", "mac=00:16:3e:c1:00:01")], &SimMode::Nat(m)).unwrap();
+        assert_eq!(
+            l.network_call("start"),
+            ["network", "nat", "start", "hosts=/var/lib/x", "domain=lab.internal", "hosts=/tmp/t-state/nat-hosts", "ethers=/etc/ethers", "run_dnsmasq=true"]
+        );
+        assert_eq!(l.network_call("stop"), ["network", "nat", "stop"]);
+    }
+
+    #[test]
+    fn nat_guests_lease_their_addresses_and_are_known_by_their_domain_names() {
+        let mut two = domain("node4", "mac=00:16:3e:c1:00:04");
+        two.vifs.push(crate::config::kv::split_vif_spec("mac=00:16:3e:c1:01:04", "t").unwrap());
+        let domains = [domain("node1", "mac=00:16:3e:c1:00:01"), domain("node2", "mac=00:16:3e:c1:00:02, ip=10.10.7.3"), two];
+        let lab = nat_lab(&domains).unwrap();
+        assert_eq!((lab.mode.as_str(), lab.uplink.as_str()), ("nat", "eth0"));
+        assert!(lab.lan_routes.is_empty(), "upstream has no route back to the prefix: replies prove masquerade");
+        let node1 = &lab.guests[0].vifs[0];
+        assert!(node1.dhcp && node1.guest_addrs.is_empty() && node1.guest_routes.is_empty());
+        assert_eq!(lab.vif_call(node1, "online"), ["vif", "nat", "online", "type_if=vif", "mac=00:16:3e:c1:00:01", "name=node1"]);
+        let names: Vec<Option<&str>> = lab.dhcp_vifs().map(|(_, v)| v.dns_name.as_deref()).collect();
+        assert_eq!(names, [Some("node1"), Some("node2-3"), Some("node4"), Some("node4-2")], "an explicit ip= names its interface");
+        assert!(lab.guests[0].has_family(false) && !lab.guests[0].has_family(true), "a lease is IPv4");
+        assert_eq!(lab.guest_addresses().count(), 0, "the lan host cannot reach NATed guests");
+        assert_eq!(lab.spoof_candidate().map(|(g, _)| g.name.as_str()), Some("node1"));
+        let etc: Vec<String> = lab.etc_files.iter().map(|f| format!("{}/{}{}", f.netns, f.name, if f.make_target { " (made)" } else { "" })).collect();
+        assert_eq!(etc, ["t-dom0/ethers (made)", "t-dom0/resolv.conf", "t-node1/resolv.conf", "t-node2/resolv.conf", "t-node4/resolv.conf"]);
+
+        let checks: Vec<String> = lab.name_checks().iter().map(|c| format!("{} {} {}", c.asker.name, c.query, c.vif.kernel_name())).collect();
+        assert_eq!(
+            checks,
+            [
+                "node1 node1.cluster.internal vif1.0",
+                "node1 node2-3 vif2.0",
+                "node2 node2-3.cluster.internal vif2.0",
+                "node2 node4 vif3.0",
+                "node4 node4.cluster.internal vif3.0",
+                "node4 node1 vif1.0",
+            ]
+        );
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(lab.lease_ok(&(ip("10.10.0.1"), ip("10.10.0.129"))));
+        assert!(lab.lease_ok(&(ip("10.10.3.2"), ip("10.10.3.130"))));
+        assert!(!lab.lease_ok(&(ip("10.10.0.1"), ip("10.10.0.1"))), "the router is the vif's host side");
+        assert!(!lab.lease_ok(&(ip("10.11.0.1"), ip("10.11.0.129"))), "outside the prefix");
+    }
+
+    #[test]
+    fn a_single_nat_guest_resolves_only_itself() {
+        let lab = nat_lab(&[domain("solo", "mac=00:16:3e:c1:00:01")]).unwrap();
+        let checks: Vec<String> = lab.name_checks().iter().map(|c| c.query.clone()).collect();
+        assert_eq!(checks, ["solo.cluster.internal"]);
+    }
+
+    #[test]
+    fn nat_guests_need_a_mac_a_dns_name_and_addresses_of_the_prefix() {
+        let e = |d: DomainConfig| nat_lab(&[d]).unwrap_err().to_string();
+        assert!(e(domain("node1", "")).starts_with("node1 vif[0] mac: missing (nat mode leases the guest its address by MAC"));
+        assert_eq!(
+            e(domain("node_1", "mac=00:16:3e:c1:00:01")),
+            "node_1 name: \"node_1\" is not a DNS name for the guest (letters, digits and '-'), as nat mode needs"
+        );
+        assert_eq!(
+            e(domain("node1", "mac=00:16:3e:c1:00:01, ip=10.11.0.1")),
+            "node1 vif[0] ip: \"10.11.0.1\" is not a guest address of nat prefix 10.10.0.0/16 (last byte 1 to 127)"
+        );
+        assert_eq!(
+            e(domain("node1", "mac=00:16:3e:c1:00:01, ip=10.10.0.129")),
+            "node1 vif[0] ip: \"10.10.0.129\" is not a guest address of nat prefix 10.10.0.0/16 (last byte 1 to 127)",
+            "the host side's half"
+        );
+        assert!(e(domain("node1", "mac=00:16:3e:c1:00:01, ip=10.10.0.1 10.10.0.2")).contains("is not one IPv4 address"));
+        let over = NatMode { prefix: "192.0.0.0/16".parse().unwrap(), ..nat_mode() };
+        let e = lab("t", None, None, &[domain("node1", "mac=00:16:3e:c1:00:01")], &SimMode::Nat(over)).unwrap_err().to_string();
+        assert_eq!(e, "nat mode prefix: \"192.0.0.0/16\" overlaps the lab's lan 192.0.2.0/24: choose another");
     }
 }
