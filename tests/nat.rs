@@ -271,3 +271,18 @@ fn start_three_times_is_one_masquerade() {
     assert_eq!(lab.dnsmasq_pid(), None);
     assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
 }
+
+#[test]
+fn an_explicit_address_inside_the_prefix_is_honoured() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let mac = "00:16:3e:00:03:01";
+    let g = lab.guest("vif6.0", mac);
+    lab.ok(&["vif", "nat", "online", "vif=vif6.0", "name=mail", &format!("mac={mac}"), "ip=10.0.5.3"]);
+    assert_eq!(lease(&g, &lab.dirs), Some(("10.0.5.3".into(), "10.0.5.131".into())));
+    assert_eq!(lab.hosts(), format!("10.0.5.3 mail-3 mail-3.{DOMAIN}\n"), "interface 3 of machine 5");
+    lab.offline("vif6.0");
+    lab.ok(&["network", "nat", "stop"]);
+}
