@@ -1,8 +1,8 @@
-//! `make bench`: per-vif `vif <mode> online` and `offline` in bridge and route mode, the
-//! whole process as libxl runs it (exec, xenstore reads through a xenstored socket, netlink,
-//! one nft transaction, the journal, hotplug-status), with antispoofing on, beside 1 and 100
-//! existing vifs. Reports median and p90; nothing here asserts a time.
-//! `cargo bench --bench hotplug -- route` runs one mode.
+//! `make bench`: per-vif `vif <mode> online` and `offline` in bridge, route and nat mode,
+//! the whole process as libxl runs it (exec, xenstore reads through a xenstored socket,
+//! netlink, one nft transaction, the journal, hotplug-status), with antispoofing on, beside
+//! 1 and 100 existing vifs. Reports median and p90; nothing here asserts a time.
+//! `cargo bench --bench hotplug -- nat` runs one mode.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -60,15 +60,22 @@ struct Mode {
     run: &'static str,
     /// Printed above the figures.
     title: &'static str,
-    /// `$VIFNET_MODES_DIR/<name>.toml`; None: the shipped defaults.
-    mode_file: Option<&'static str>,
+    /// `$VIFNET_MODES_DIR/<name>.toml`, given this run's temporary directory (for any
+    /// file the mode edits); None: the shipped defaults.
+    mode_file: fn(&Path) -> Option<String>,
     /// The backend keys that differ per mode (mac and frontend are common).
     keys: fn(u32) -> Vec<(&'static str, String)>,
+    /// Keys outside the backend directory, as whole paths (the domain's name).
+    domain_keys: fn(u32) -> Vec<(String, String)>,
     /// Host state the mode file refers to, made in dom0 before the first vif; the namespaces
     /// it returns are deleted at the end.
     setup: fn(dom0: &str, tag: &str) -> Vec<Ns>,
     /// `vifnet network <name> stop` after the last offline, undoing the host-wide part.
     stop: bool,
+    /// The first online starts vifnet's dnsmasq (`<state>/dnsmasq.pid`); stop must end it.
+    dnsmasq: bool,
+    /// What must hold in this run's directory once every vif is offline again.
+    check: fn(&Path),
     /// Xen's script on the reference machine, for comparison.
     reference: &'static str,
 }
@@ -77,10 +84,13 @@ const BRIDGE: Mode = Mode {
     name: "bridge",
     run: "bridge",
     title: "vifnet vif bridge, antispoof on, whole process as libxl runs it (xenstore over a socket):",
-    mode_file: None,
+    mode_file: |_| None,
     keys: |d| vec![("ip", format!("10.{}.{}.2", d >> 8, d & 0xff)), ("bridge", "xenbr0".into())],
+    domain_keys: |_| Vec::new(),
     setup: |_, _| Vec::new(),
     stop: false,
+    dnsmasq: false,
+    check: |_| (),
     reference: "Xen's vif-bridge on the reference machine (xen-contract.md §7): online 22.6 ms, offline 68.5 ms (iptables-nft).",
 };
 
@@ -91,11 +101,14 @@ const ROUTE: Mode = Mode {
     name: "route",
     run: "route",
     title: "vifnet vif route, antispoof on, gateway on each vif, 2 addresses per guest (IPv4 + IPv6):",
-    mode_file: Some("netdev = \"up0\"\ngateway = \"10.200.0.1/16 2001:db8:42::1/64\"\ngateway_kind = \"bridge\"\n"),
+    mode_file: |_| Some("netdev = \"up0\"\ngateway = \"10.200.0.1/16 2001:db8:42::1/64\"\ngateway_kind = \"bridge\"\n".into()),
     // Inside the gateway's prefixes, clear of the gateway itself (10.200.0.1, ::1).
     keys: route_keys,
+    domain_keys: |_| Vec::new(),
     setup: uplink,
     stop: true,
+    dnsmasq: false,
+    check: |_| (),
     reference: "Xen's vif-route on the reference machine (xen-contract.md §7): online 15.7 ms, offline 74.2 ms (iptables-nft, 1 addr).",
 };
 
@@ -104,8 +117,39 @@ const ROUTE: Mode = Mode {
 const ROUTE_PROXIED: Mode = Mode {
     run: "route-proxied",
     title: "vifnet vif route, as above with uplink_proxy on (proxy ARP/NDP entries and announcements):",
-    mode_file: Some("netdev = \"up0\"\ngateway = \"10.200.0.1/16 2001:db8:42::1/64\"\ngateway_kind = \"bridge\"\nuplink_proxy = true\n"),
+    mode_file: |_| Some("netdev = \"up0\"\ngateway = \"10.200.0.1/16 2001:db8:42::1/64\"\ngateway_kind = \"bridge\"\nuplink_proxy = true\n".into()),
     ..ROUTE
+};
+
+/// Nat mode with our own dnsmasq: each guest's machine number from its domain's name in
+/// the hosts file, its lease line in the ethers file, one SIGHUP to dnsmasq per call that
+/// changed a file (dnsmasq's reread is asynchronous, not in the figure). Both files are
+/// this run's: vifnet runs here through setns, not `ip netns exec`, so the default
+/// /etc/ethers would be the host's own. (dnsmasq's `read-ethers` still reads /etc/ethers,
+/// only reads it; the run checks that the host's file is left as it was.)
+const NAT: Mode = Mode {
+    name: "nat",
+    run: "nat",
+    title: "vifnet vif nat, antispoof on, masquerade, our dnsmasq (hosts and ethers edits, SIGHUP):",
+    mode_file: |dir| {
+        let (hosts, ethers) = (dir.join("hosts"), dir.join("ethers"));
+        Some(format!("netdev = \"up0\"\nhosts = \"{}\"\nethers = \"{}\"\nrun_dnsmasq = true\n", hosts.display(), ethers.display()))
+    },
+    // As libxl writes them: the domid, and the vif's devid.
+    keys: |d| vec![("frontend-id", d.to_string()), ("handle", "0".into())],
+    domain_keys: |d| vec![(format!("/local/domain/{d}/name"), format!("guest{d}"))],
+    setup: uplink,
+    stop: true,
+    dnsmasq: true,
+    // Every domain keeps its numbered line; no lease line outlives its vif.
+    check: |dir| {
+        let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
+        assert_eq!(hosts.lines().count(), EXISTING as usize + 1, "nat: one hosts line per domain:\n{hosts}");
+        assert!(hosts.lines().any(|l| l.split_whitespace().nth(1) == Some(&format!("guest{MEASURED}"))), "nat: guest{MEASURED} numbered");
+        let ethers = std::fs::read_to_string(dir.join("ethers")).unwrap();
+        assert_eq!(ethers, "", "nat: ethers lines left after every offline");
+    },
+    reference: "Xen's vif-nat on the reference machine (xen-contract.md §7): online 27.9 ms, offline 73.4 ms.",
 };
 
 fn route_keys(d: u32) -> Vec<(&'static str, String)> {
@@ -138,7 +182,7 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
     // Route mode's sysctl drop-in goes here, never to the host's /run/sysctl.d.
     let sysctl: PathBuf = base.join("sysctl.d");
     std::fs::create_dir_all(&modes).unwrap();
-    if let Some(text) = mode.mode_file {
+    if let Some(text) = (mode.mode_file)(&base) {
         std::fs::write(modes.join(format!("{}.toml", mode.name)), text).unwrap();
     }
     let sock = base.join("xenstored.sock");
@@ -150,7 +194,13 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
         for (k, v) in (mode.keys)(d) {
             xs.set(&format!("{}/{k}", backend(d)), &v);
         }
+        for (path, v) in (mode.domain_keys)(d) {
+            xs.set(&path, &v);
+        }
     }
+    // Only our own dnsmasq, by the pid it wrote, if the run fails before stopping it.
+    let dnsmasq = OwnDnsmasq(state.join("dnsmasq.pid"));
+    let host_ethers = HostFile::snapshot("/etc/ethers");
 
     let bin = env!("CARGO_BIN_EXE_vifnet");
     let name = mode.name;
@@ -171,7 +221,11 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
         let t = Instant::now();
         let out = c.output().expect("spawn vifnet");
         let dt = t.elapsed();
-        assert!(out.status.success(), "vifnet {name} {cmd} vif{domid}.0: {}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            // Quiet under libxl: the reason is in xenstore, as libxl would read it.
+            let why = xs.get(&format!("{}/hotplug-error", backend(domid)));
+            panic!("vifnet {name} {cmd} vif{domid}.0: {}: {} {why:?}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
         dt
     };
     let ns_path = format!("/run/netns/{}", dom0.0);
@@ -187,6 +241,8 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
             run(MEASURED, "online");
             let status = xs.get(&format!("{}/hotplug-status", backend(MEASURED)));
             assert_eq!(status.as_deref(), Some("connected"), "{name}: online did not report connected");
+            let pid = dnsmasq.pid();
+            assert_eq!(pid.is_some(), mode.dnsmasq, "{name}: dnsmasq running after the first online: {pid:?}");
             run(MEASURED, "offline");
             let mut out = Vec::new();
             for (label, bystanders) in [("1 vif", 0), ("100 vifs", EXISTING)] {
@@ -203,10 +259,17 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
             for d in 1..=EXISTING {
                 run(d, "offline");
             }
+            // The same dnsmasq throughout: none restarted along the way.
+            assert_eq!(dnsmasq.pid(), pid, "{name}: dnsmasq changed during the run");
             if mode.stop {
                 let out = vifnet(&["network", name, "stop"]).output().expect("spawn vifnet");
                 assert!(out.status.success(), "vifnet network {name} stop: {}", String::from_utf8_lossy(&out.stderr));
             }
+            if let Some(pid) = pid {
+                assert!(!running(pid), "{name}: dnsmasq (pid {pid}) still running after network stop");
+            }
+            assert_eq!(dnsmasq.pid(), None, "{name}: a dnsmasq of this run is still there");
+            (mode.check)(&base);
             // Nothing of ours may stay behind, least of all a drop-in a reboot would apply.
             let left = std::fs::read_dir(&sysctl).map(|d| d.count()).unwrap_or(0);
             assert_eq!(left, 0, "{name}: {} still holds a sysctl drop-in", sysctl.display());
@@ -216,7 +279,54 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
         .expect("bench thread")
     });
     drop(xs);
+    assert!(host_ethers.unchanged(), "{name}: the host's /etc/ethers changed during the run");
+    drop(dnsmasq);
     results
+}
+
+/// Whether the process is there and has not exited (a zombie, waiting for whoever
+/// inherited the daemon to reap it, has let go of everything).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the parenthesised name: "pid (comm) S ...".
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|st| st != "Z" && st != "X")
+}
+
+/// The dnsmasq a run's vifnet started, known only by the pid file vifnet gave it.
+struct OwnDnsmasq(PathBuf);
+impl OwnDnsmasq {
+    /// The pid in the file, if it is a live dnsmasq started with this very pid file.
+    fn pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(&self.0).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = format!("--pid-file={}", self.0.display());
+        let is_dnsmasq = args.first().is_some_and(|a| a.ends_with(b"dnsmasq"));
+        (is_dnsmasq && args.iter().any(|a| *a == ours.as_bytes())).then_some(pid)
+    }
+}
+impl Drop for OwnDnsmasq {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: a signal to the dnsmasq this run started, by its own pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+/// A host file the bench must not change (read only: its length, mtime and inode).
+struct HostFile(&'static str, Option<(u64, i64, i64, u64)>);
+impl HostFile {
+    fn snapshot(path: &'static str) -> HostFile {
+        HostFile(path, Self::stat(path))
+    }
+    fn stat(path: &str) -> Option<(u64, i64, i64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+    }
+    fn unchanged(&self) -> bool {
+        Self::stat(self.0) == self.1
+    }
 }
 
 fn main() {
@@ -228,12 +338,12 @@ fn main() {
     // cargo passes `--bench`; any other word names a mode to run alone.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let tag = format!("vfb{}", std::process::id());
-    let base = std::env::temp_dir().join(&tag);
-    for mode in [BRIDGE, ROUTE, ROUTE_PROXIED] {
+    let base = TempDir(std::env::temp_dir().join(&tag));
+    for mode in [BRIDGE, ROUTE, ROUTE_PROXIED, NAT] {
         if !only.is_empty() && !only.iter().any(|m| m == mode.run) {
             continue;
         }
-        let results = bench(&mode, &tag, &base);
+        let results = bench(&mode, &tag, &base.0);
         println!("{}", mode.title);
         for (label, on, off) in results {
             report(&format!("online  beside {label}"), on);
@@ -242,5 +352,12 @@ fn main() {
         println!("{}", mode.reference);
     }
     println!("Target: online median <= 3 ms, offline <= 15 ms. Offline pays one nf_tables commit that deletes (kernel RCU grace period).");
-    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The run's directory, removed at the end even when a mode fails.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
