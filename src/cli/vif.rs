@@ -83,10 +83,22 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
     };
     log::set_quiet(xenbus_path.is_some() && !args.dry_run);
 
+    // Nat mode numbers machines by the domain's name, which libxl keeps beside the domain
+    // (its domid is in the backend path, backend/vif/<domid>/<devid>): read in the same
+    // batch as the backend's keys, and only for an online.
+    let name_path = match (args.mode.as_str(), action, xenbus_path) {
+        ("nat", Action::Up, Some(path)) => path.rsplit('/').nth(1).map(|domid| format!("/local/domain/{domid}/name")),
+        _ => None,
+    };
+    let mut domain_name = None;
     if let Some(path) = xenbus_path {
         let x = xs.insert(XenStore::connect().context("xenstore")?);
-        let paths: Vec<String> = inputs::XENSTORE_KEYS.iter().map(|k| format!("{path}/{k}")).collect();
-        let values = x.read_many(&paths.iter().map(String::as_str).collect::<Vec<_>>()).context("xenstore")?;
+        let mut paths: Vec<String> = inputs::XENSTORE_KEYS.iter().map(|k| format!("{path}/{k}")).collect();
+        paths.extend(name_path.clone());
+        let mut values = x.read_many(&paths.iter().map(String::as_str).collect::<Vec<_>>()).context("xenstore")?;
+        if let Some(name_path) = name_path {
+            domain_name = values.pop().flatten().map(|value| inputs::Sourced { value, at: format!("xenstore {name_path}") });
+        }
         for (key, value) in inputs::XENSTORE_KEYS.iter().zip(values) {
             if let Some(v) = value {
                 inputs.xenstore.push((key.to_string(), v));
@@ -94,14 +106,6 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
         }
     }
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
-    // Nat mode numbers machines by the domain's name, which libxl keeps beside the domain.
-    let domain_name = match (args.mode.as_str(), xs.as_mut(), inputs.get_set("frontend-id")) {
-        ("nat", Some(x), Some(domid)) => {
-            let path = format!("/local/domain/{}/name", domid.value.trim());
-            x.read(&path).context("xenstore")?.map(|value| inputs::Sourced { value, at: format!("xenstore {path}") })
-        }
-        _ => None,
-    };
     let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name };
     let rt = crate::cli::runtime()?;
     let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
