@@ -136,34 +136,60 @@ fn every_bad_input_gets_one_line_exit_1_hotplug_error_and_no_change() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// One vif as libxl hands it over: dom0 with vif5.0 to a guest, a fake xenstored holding
+/// the backend's keys, and the environment libxl sets for the script.
+struct Libxl {
+    dom0: Netns,
+    _guest: Netns,
+    dirs: Dirs,
+    sock: std::path::PathBuf,
+    xs: fake::FakeServer,
+}
+
+impl Libxl {
+    fn new(tag: &str, keys: &[(&str, &str)]) -> Libxl {
+        let dom0 = Netns::new(tag);
+        let guest = Netns::new(&format!("{tag}g"));
+        veth(&dom0, "vif5.0", &guest, "eth0");
+        let sock = std::env::temp_dir().join(unique("xs.sock"));
+        let xs = fake::serve(&sock);
+        for (k, v) in keys {
+            let path = if k.starts_with('/') { k.to_string() } else { format!("{ABS}/{k}") };
+            xs.set(&path, v);
+        }
+        Libxl { dom0, _guest: guest, dirs: Dirs::new(), sock, xs }
+    }
+
+    /// `vifnet vif <mode> <cmd> type_if=vif` as libxl runs it; it must succeed.
+    fn run(&self, mode: &str, cmd: &str) {
+        let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", self.sock.to_str().unwrap()), ("vif", "vif5.0"), ("netdev", "")];
+        let out = vifnet(&self.dom0, &self.dirs, &env, &["vif", mode, cmd, "type_if=vif"]);
+        assert!(out.status.success(), "{mode} {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn hotplug_status(&self) -> Option<String> {
+        self.xs.get(&format!("{ABS}/hotplug-status"))
+    }
+}
+
 #[test]
 fn good_input_through_xenstore_reports_connected() {
     if !root_or_skip() {
         return;
     }
-    let dom0 = Netns::new("good");
-    let guest = Netns::new("goodg");
-    veth(&dom0, "vif5.0", &guest, "eth0");
-    let dirs = Dirs::new();
-    let sock = std::env::temp_dir().join(unique("xs.sock"));
-    let xs = fake::serve(&sock);
-    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
-    xs.set(&format!("{ABS}/bridge"), "xenbr0");
-    xs.set(&format!("{ABS}/ip"), "192.0.2.5");
-    xs.set(&format!("{ABS}/frontend"), "/local/domain/5/device/vif/0");
-    xs.set(&format!("{ABS}/hotplug-status"), "");
-    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0")];
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "bridge", "online", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
-    assert_eq!(xs.get("/local/domain/5/device/vif/0/mtu").as_deref(), Some("1500"), "the frontend learns the MTU");
-    let rules = dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]);
+    let lab = Libxl::new(
+        "good",
+        &[("mac", "00:16:3e:00:00:05"), ("bridge", "xenbr0"), ("ip", "192.0.2.5"), ("frontend", "/local/domain/5/device/vif/0"), ("hotplug-status", "")],
+    );
+    lab.run("bridge", "online");
+    assert_eq!(lab.hotplug_status().as_deref(), Some("connected"));
+    assert_eq!(lab.xs.get("/local/domain/5/device/vif/0/mtu").as_deref(), Some("1500"), "the frontend learns the MTU");
+    let rules = lab.dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]);
     assert!(rules.contains("\"vif5.0\" . 192.0.2.5"), "{rules}");
     // offline: libxl has removed hotplug-status; we write nothing and clean up.
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "bridge", "offline", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]).contains("vif5.0"));
-    assert_eq!(dirs.journal_count(), 0);
+    lab.run("bridge", "offline");
+    assert!(!lab.dom0.ok(&["nft", "list", "set", "bridge", "vifnet", "vif_ip4"]).contains("vif5.0"));
+    assert_eq!(lab.dirs.journal_count(), 0);
 }
 
 /// Route mode under libxl: no network script ran, so the first online does the host-wide
@@ -173,26 +199,15 @@ fn route_mode_through_xenstore_reports_connected() {
     if !root_or_skip() {
         return;
     }
-    let dom0 = Netns::new("rgood");
-    let guest = Netns::new("rgoodg");
-    veth(&dom0, "vif5.0", &guest, "eth0");
-    let dirs = Dirs::new();
-    std::fs::write(dirs.modes.join("route.toml"), "gateway = \"203.0.113.193/29\"\ngateway_kind = \"bridge\"\n").unwrap();
-    let sock = std::env::temp_dir().join(unique("xs.sock"));
-    let xs = fake::serve(&sock);
-    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
-    xs.set(&format!("{ABS}/ip"), "203.0.113.194");
-    xs.set(&format!("{ABS}/frontend"), "/local/domain/5/device/vif/0");
-    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0"), ("netdev", "")];
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "route", "online", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
-    assert_eq!(xs.get("/local/domain/5/device/vif/0/mtu"), None, "no mtu= given: the frontend keeps its own");
-    assert!(dom0.ok(&["ip", "route", "show", "proto", "118"]).contains("203.0.113.194 dev vif5.0"));
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "route", "offline", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(dom0.ok(&["ip", "route", "show", "proto", "118"]), "");
-    assert_eq!(dirs.journal_count(), 0);
+    let lab = Libxl::new("rgood", &[("mac", "00:16:3e:00:00:05"), ("ip", "203.0.113.194"), ("frontend", "/local/domain/5/device/vif/0")]);
+    std::fs::write(lab.dirs.modes.join("route.toml"), "gateway = \"203.0.113.193/29\"\ngateway_kind = \"bridge\"\n").unwrap();
+    lab.run("route", "online");
+    assert_eq!(lab.hotplug_status().as_deref(), Some("connected"));
+    assert_eq!(lab.xs.get("/local/domain/5/device/vif/0/mtu"), None, "no mtu= given: the frontend keeps its own");
+    assert!(lab.dom0.ok(&["ip", "route", "show", "proto", "118"]).contains("203.0.113.194 dev vif5.0"));
+    lab.run("route", "offline");
+    assert_eq!(lab.dom0.ok(&["ip", "route", "show", "proto", "118"]), "");
+    assert_eq!(lab.dirs.journal_count(), 0);
 }
 
 /// Nat mode under libxl: the machine is numbered by the domain's name, read from beside
@@ -202,40 +217,28 @@ fn nat_mode_through_xenstore_names_the_machine_by_its_domain() {
     if !root_or_skip() {
         return;
     }
-    let dom0 = Netns::new("ngood");
-    let guest = Netns::new("ngoodg");
-    veth(&dom0, "vif5.0", &guest, "eth0");
-    let dirs = Dirs::new();
-    let base = dirs.state.parent().unwrap().to_path_buf();
+    let lab = Libxl::new("ngood", &[("mac", "00:16:3e:00:00:05"), ("frontend-id", "5"), ("handle", "0"), ("/local/domain/5/name", "webfront")]);
+    let base = lab.dirs.state.parent().unwrap().to_path_buf();
     // No dnsmasq and no /etc/ethers here: the files are the test's own.
     std::fs::write(
-        dirs.modes.join("nat.toml"),
+        lab.dirs.modes.join("nat.toml"),
         format!(
             "netdev = \"lo\"\nhosts = \"{0}/hosts\"\nethers = \"{0}/ethers\"\nrun_dnsmasq = false\ndnsmasq_pidfile = \"{0}/none.pid\"\n",
             base.display()
         ),
     )
     .unwrap();
-    let sock = std::env::temp_dir().join(unique("xs.sock"));
-    let xs = fake::serve(&sock);
-    xs.set(&format!("{ABS}/mac"), "00:16:3e:00:00:05");
-    xs.set(&format!("{ABS}/frontend-id"), "5");
-    xs.set(&format!("{ABS}/handle"), "0");
-    xs.set("/local/domain/5/name", "webfront");
-    let env = [("XENBUS_PATH", BACKEND), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif5.0"), ("netdev", "")];
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "nat", "online", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(xs.get(&format!("{ABS}/hotplug-status")).as_deref(), Some("connected"));
+    lab.run("nat", "online");
+    assert_eq!(lab.hotplug_status().as_deref(), Some("connected"));
     assert_eq!(read(&base.join("hosts")), "10.0.0.1 webfront webfront.xen.internal\n");
     assert_eq!(read(&base.join("ethers")), "00:16:3e:00:00:05 10.0.0.1\n");
-    assert!(dom0.ok(&["ip", "-4", "addr", "show", "dev", "vif5.0"]).contains("10.0.0.129/32"));
-    let out = vifnet(&dom0, &dirs, &env, &["vif", "nat", "offline", "type_if=vif"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lab.dom0.ok(&["ip", "-4", "addr", "show", "dev", "vif5.0"]).contains("10.0.0.129/32"));
+    lab.run("nat", "offline");
     assert_eq!(read(&base.join("ethers")), "");
     assert_eq!(read(&base.join("hosts")), "10.0.0.1 webfront webfront.xen.internal\n", "kept for the machine");
-    let out = vifnet(&dom0, &dirs, &[], &["network", "nat", "stop"]);
+    let out = vifnet(&lab.dom0, &lab.dirs, &[], &["network", "nat", "stop"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(dom0.ok(&["nft", "list", "ruleset"]), "");
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
 }
 
 fn netns_list() -> String {

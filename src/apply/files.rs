@@ -48,11 +48,3 @@ pub fn replace(path: &Path, text: &str) -> Result<(), ApplyError> {
     }
     written.map_err(fail(path))
 }
-
-/// The file's text; a file that does not exist yet is empty.
-pub fn read(path: &Path) -> Result<String, std::io::Error> {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        r => r,
-    }
-}

@@ -4,7 +4,7 @@
 
 mod announce;
 mod dnsmasq;
-pub mod files;
+mod files;
 mod links;
 pub mod nft;
 pub mod nft_netlink;

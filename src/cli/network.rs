@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::plan::route::{self as plan_route, HostFacts};
-use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, Plan, VifJournal};
+use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, Plan};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
@@ -123,9 +123,10 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
     let _lock = lock_to_change(args, command)?;
     rt.block_on(async {
         let handle = apply::connect()?;
+        let started = state::read_host::<plan_route::HostRecord>("route")?;
         match command {
             "start" => {
-                if state::read_host::<plan_route::HostRecord>("route")?.is_some() {
+                if started.is_some() {
                     log::info("route mode: started already");
                     return Ok(());
                 }
@@ -138,25 +139,19 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 Ok(())
             }
             "stop" => {
-                let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { return Ok(()) };
+                let Some(record) = started else { return Ok(()) };
                 refuse_while_online("route")?;
                 let facts = HostFacts { sysctls: sysctls_now(&record.sysctls), ..Default::default() };
                 stop_host(&handle, args, "route", &plan_route::host_down(&record, &facts)).await
             }
             "status" => {
-                let Some(record) = state::read_host::<plan_route::HostRecord>("route")? else { bail!("route mode: not started") };
+                let Some(record) = started else { bail!("route mode: not started") };
                 let uplink = record.uplink.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "-".into());
                 println!("route mode: uplink {uplink}, forwarding on{}", gateway_note(&record));
                 for c in &record.sysctls {
                     println!("  sysctl {} = {} (was {})", c.key, c.new, c.old);
                 }
-                let routed: Vec<String> = state::all_vifs()?
-                    .iter()
-                    .filter_map(|j| match j {
-                        VifJournal::Route(r) => Some(r.name.to_string()),
-                        _ => None,
-                    })
-                    .collect();
+                let routed: Vec<String> = state::all_vifs()?.iter().filter_map(|j| j.route().map(|r| r.name.to_string())).collect();
                 println!("routed vifs: {}", if routed.is_empty() { "-".into() } else { routed.join(" ") });
                 Ok(())
             }

@@ -285,9 +285,16 @@ async fn down(call: &Call<'_>) -> Result<()> {
         VifJournal::Bridge(r) => plan_bridge::vif_down(r),
         VifJournal::Route(r) => plan_route::vif_down(r),
         VifJournal::Nat(r) => {
-            let host = nat_host_record(call)?;
-            let read = |p: &std::path::Path| apply::files::read(p).with_context(|| format!("reading {}", p.display()));
-            plan_nat::vif_down(r, &host, &read(&host.mode.hosts)?, &read(&host.mode.ethers)?)
+            // The host-wide part's settings; if its record is lost, the mode file's.
+            let (mode, pidfile) = match state::read_host::<plan_nat::NatHostRecord>("nat")? {
+                Some(h) => (h.mode.clone(), h.pidfile().to_path_buf()),
+                None => {
+                    let m = inputs::nat_mode(call.inputs)?;
+                    let pidfile = m.dnsmasq_pidfile.clone();
+                    (m, pidfile)
+                }
+            };
+            plan_nat::vif_down(r, &mode, &pidfile, &observe::file_text(&mode.hosts)?, &observe::file_text(&mode.ethers)?)
         }
     };
     if call.print(&plan) {
@@ -302,18 +309,6 @@ async fn down(call: &Call<'_>) -> Result<()> {
         VifJournal::Nat(r) => log::info(&format!("{}: {} ({}) offline, its name and address kept", r.name, r.hostname, r.guest)),
     }
     Ok(())
-}
-
-/// Nat mode's host-wide record; if start never ran (its state lost), the mode's settings.
-fn nat_host_record(call: &Call<'_>) -> Result<plan_nat::NatHostRecord> {
-    match state::read_host::<plan_nat::NatHostRecord>("nat")? {
-        Some(h) => Ok(h),
-        None => {
-            let mode = inputs::nat_mode(call.inputs)?;
-            let uplink = mode.netdev.clone().unwrap_or_else(|| IfName::parse("netdev", "-").expect("a valid name"));
-            Ok(plan_nat::NatHostRecord { mode, uplink, sysctls: Vec::new(), dnsmasq: None })
-        }
-    }
 }
 
 /// Nat mode's online: the host-wide part first when it has not run (masquerade, dnsmasq),

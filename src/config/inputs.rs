@@ -113,6 +113,15 @@ fn setting(inputs: &Inputs, origin: &str, key: &str, file_value: Option<String>,
     }
 }
 
+/// The `netdev` setting of route and nat mode: empty means the default route's device.
+fn uplink(inputs: &Inputs, origin: &str, file_value: Option<String>) -> Result<Option<IfName>, ConfigError> {
+    let netdev = setting(inputs, origin, "netdev", file_value, "");
+    match netdev.value.trim() {
+        "" => Ok(None),
+        name => Ok(Some(IfName::parse(&netdev.at, name)?)),
+    }
+}
+
 /// A yes/no setting: the argument, else the mode file, else the default.
 fn flag(inputs: &Inputs, key: &str, file_value: Option<bool>, default: bool) -> Result<bool, ConfigError> {
     match inputs.args.get(key) {
@@ -147,11 +156,7 @@ pub fn route_mode_in(dir: &std::path::Path, inputs: &Inputs) -> Result<RouteMode
 
 /// `route_mode` once the mode files are read (`origin` names the administrator's file).
 fn route_mode_from(inputs: &Inputs, file: RouteModeFile, origin: &str) -> Result<RouteMode, ConfigError> {
-    let netdev = setting(inputs, origin, "netdev", file.netdev, "");
-    let netdev = match netdev.value.trim() {
-        "" => None,
-        name => Some(IfName::parse(&netdev.at, name)?),
-    };
+    let netdev = uplink(inputs, origin, file.netdev)?;
     let gateway = setting(inputs, origin, "gateway", file.gateway, "");
     let gateway = model::parse_gateway(&gateway.at, &gateway.value)?;
     let link = setting(inputs, origin, "gateway_link", file.gateway_link, "dummy0");
@@ -191,11 +196,7 @@ pub fn nat_mode(inputs: &Inputs) -> Result<NatMode, ConfigError> {
 pub fn nat_mode_in(dir: &std::path::Path, inputs: &Inputs) -> Result<NatMode, ConfigError> {
     let file = super::modefile::load_from::<NatModeFile>(dir, "nat")?;
     let origin = dir.join("nat.toml").display().to_string();
-    let netdev = setting(inputs, &origin, "netdev", file.netdev, "");
-    let netdev = match netdev.value.trim() {
-        "" => None,
-        name => Some(IfName::parse(&netdev.at, name)?),
-    };
+    let netdev = uplink(inputs, &origin, file.netdev)?;
     let prefix = setting(inputs, &origin, "prefix", file.prefix, "10.0.0.0/8");
     let parsed: ipnetwork::Ipv4Network =
         prefix.value.trim().parse().map_err(|_| ConfigError::bad(&prefix.at, &prefix.value, "is not an IPv4 prefix (e.g. 10.0.0.0/8)"))?;

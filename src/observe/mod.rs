@@ -233,15 +233,22 @@ pub struct FileError {
     err: std::io::Error,
 }
 
+/// A file's text; a file that does not exist yet is empty (nat mode's hosts and ethers).
+pub fn file_text(path: &std::path::Path) -> Result<String, FileError> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        r => r.map_err(|err| FileError { path: path.display().to_string(), err }),
+    }
+}
+
 /// What a nat vif's plan depends on: its links, the hosts and ethers files, proxy_arp.
 pub async fn nat_vif(handle: &Handle, vif: &NatVif, mode: &NatMode) -> Result<NatVifFacts, anyhow::Error> {
     let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string()];
     names.dedup();
-    let read = |p: &std::path::Path| crate::apply::files::read(p).map_err(|err| FileError { path: p.display().to_string(), err });
     Ok(NatVifFacts {
         links: facts(handle, &names).await?,
-        hosts: read(&mode.hosts)?,
-        ethers: read(&mode.ethers)?,
+        hosts: file_text(&mode.hosts)?,
+        ethers: file_text(&mode.ethers)?,
         proxy_arp: sysctl(&format!("net/ipv4/conf/{}/proxy_arp", vif.kernel_name)).unwrap_or_else(|| "0".into()),
     })
 }

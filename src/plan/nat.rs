@@ -372,7 +372,7 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     let full = format!("{name}.{}", mode.domain);
     let hosts_new = hosts_with(&facts.hosts, &mode.prefix, guest, &[name.clone(), full]);
     let ethers_new = ethers_with(&facts.ethers, vif.mac, guest);
-    let changed = file_steps(&mut plan, host, &facts.hosts, hosts_new, &facts.ethers, ethers_new);
+    let changed = file_steps(&mut plan, mode, &facts.hosts, hosts_new, &facts.ethers, ethers_new);
     if changed {
         plan.push(Step::SignalDnsmasq { pidfile: host.pidfile().to_path_buf() });
     }
@@ -380,9 +380,9 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
 }
 
 /// Writes of the hosts and ethers files where their text changes; whether any did.
-fn file_steps(plan: &mut Plan, host: &NatHostRecord, hosts: &str, hosts_new: String, ethers: &str, ethers_new: String) -> bool {
+fn file_steps(plan: &mut Plan, mode: &NatMode, hosts: &str, hosts_new: String, ethers: &str, ethers_new: String) -> bool {
     let mut changed = false;
-    for (path, old, new) in [(&host.mode.hosts, hosts, hosts_new), (&host.mode.ethers, ethers, ethers_new)] {
+    for (path, old, new) in [(&mode.hosts, hosts, hosts_new), (&mode.ethers, ethers, ethers_new)] {
         if old != new {
             plan.push(Step::WriteFile { path: path.clone(), from: old.to_string(), to: new });
             changed = true;
@@ -404,7 +404,9 @@ fn vif_state(rec: &NatVifRecord, down: bool) -> Vec<Step> {
 /// `offline` / `remove`: the reverse, firewall first. The ethers line goes (no lease for a
 /// guest that is not there); the hosts line stays, so the name and the address stay
 /// reserved for the machine.
-pub fn vif_down(rec: &NatVifRecord, host: &NatHostRecord, hosts: &str, ethers: &str) -> Plan {
+/// `mode` and `pidfile` are the host-wide part's (`NatHostRecord`), or the mode file's when
+/// its record is lost.
+pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, hosts: &str, ethers: &str) -> Plan {
     let mut plan = Plan::default();
     let deletes: Vec<ElemChange> = elements(rec).into_iter().map(ElemChange::Delete).collect();
     if !deletes.is_empty() {
@@ -415,8 +417,8 @@ pub fn vif_down(rec: &NatVifRecord, host: &NatHostRecord, hosts: &str, ethers: &
         plan.push(Step::Sysctl { key: proxy_arp_key(&rec.name), from: "1".into(), to: rec.proxy_arp_was.clone() });
     }
     plan.push(Step::LinkDown { dev: rec.name.clone() });
-    if file_steps(&mut plan, host, hosts, hosts.to_string(), ethers, ethers_without(ethers, rec.mac, rec.guest)) {
-        plan.push(Step::SignalDnsmasq { pidfile: host.pidfile().to_path_buf() });
+    if file_steps(&mut plan, mode, hosts, hosts.to_string(), ethers, ethers_without(ethers, rec.mac, rec.guest)) {
+        plan.push(Step::SignalDnsmasq { pidfile: pidfile.to_path_buf() });
     }
     plan
 }
@@ -510,7 +512,8 @@ mod tests {
         let (plan, _) = vif_up(&vif, &host(), &facts, Some(&rec)).unwrap();
         assert!(!lines(&plan).iter().any(|s| s.starts_with("write") || s.starts_with("kill") || s.contains("proxy_arp")), "{:?}", lines(&plan));
         // Offline: the ethers line goes, the hosts line stays, proxy_arp as it was.
-        let l = lines(&vif_down(&rec, &host(), &facts.hosts, &facts.ethers));
+        let host = host();
+        let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.hosts, &facts.ethers));
         assert!(l.contains(&"write /e (0 lines, was 1)".to_string()) && !l.iter().any(|s| s.starts_with("write /h")), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=0 (was 1)".to_string()), "{l:?}");
     }
