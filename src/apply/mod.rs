@@ -75,6 +75,15 @@ pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+/// A netlink answer where the errnos in `done` mean the change is there already (EEXIST on
+/// an add) or gone already (ESRCH, ENOENT, EADDRNOTAVAIL on a delete): success.
+pub(crate) fn idempotent(result: Result<(), rtnetlink::Error>, done: &[i32], what: String) -> Result<(), ApplyError> {
+    match result {
+        Err(e) if errno(&e).is_some_and(|c| done.contains(&c)) => Ok(()),
+        r => r.map_err(ApplyError::netlink(what)),
+    }
+}
+
 /// Opens a netlink route connection on the current thread's runtime. Strict checking
 /// makes the kernel filter dumps (a port's addresses) itself, instead of sending every
 /// address of every guest for us to sift: per-vif work stays O(1).

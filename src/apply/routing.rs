@@ -10,16 +10,9 @@ use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
 
-use super::{errno, link_index, ApplyError};
+use super::{idempotent, link_index, ApplyError};
 use crate::model::IfName;
 use crate::names::ROUTE_PROTOCOL;
-
-fn ok_if(r: Result<(), rtnetlink::Error>, done: &[i32], what: String) -> Result<(), ApplyError> {
-    match r {
-        Err(e) if errno(&e).is_some_and(|c| done.contains(&c)) => Ok(()),
-        r => r.map_err(ApplyError::netlink(what)),
-    }
-}
 
 /// An IPv6 address goes in without duplicate address detection: ours are the host's own
 /// (the gateway), and a tentative one would not answer the guest for a second or more.
@@ -38,7 +31,7 @@ pub async fn add_address(handle: &Handle, dev: &IfName, addr: IpNetwork) -> Resu
     if !flags.is_empty() {
         req.message_mut().attributes.push(AddressAttribute::Flags(flags));
     }
-    ok_if(req.execute().await, &[libc::EEXIST], format!("adding {addr} to {dev}"))
+    idempotent(req.execute().await, &[libc::EEXIST], format!("adding {addr} to {dev}"))
 }
 
 pub async fn del_address(handle: &Handle, dev: &IfName, addr: IpNetwork) -> Result<(), ApplyError> {
@@ -47,7 +40,7 @@ pub async fn del_address(handle: &Handle, dev: &IfName, addr: IpNetwork) -> Resu
         IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new().index(link.index).address(a, addr.prefix()).build(),
         IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new().index(link.index).address(a, addr.prefix()).build(),
     };
-    ok_if(handle.address().del(m).execute().await, &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT], format!("removing {addr} from {dev}"))
+    idempotent(handle.address().del(m).execute().await, &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT], format!("removing {addr} from {dev}"))
 }
 
 fn route_message(dest: IpNetwork, index: u32, metric: u32) -> netlink_packet_route::route::RouteMessage {
@@ -63,14 +56,14 @@ fn route_message(dest: IpNetwork, index: u32, metric: u32) -> netlink_packet_rou
 
 pub async fn add_route(handle: &Handle, dest: IpNetwork, dev: &IfName, metric: u32) -> Result<(), ApplyError> {
     let index = link_index(handle, dev).await?;
-    ok_if(handle.route().add(route_message(dest, index, metric)).execute().await, &[libc::EEXIST], format!("adding a route to {dest} via {dev}"))
+    idempotent(handle.route().add(route_message(dest, index, metric)).execute().await, &[libc::EEXIST], format!("adding a route to {dest} via {dev}"))
 }
 
 /// Deletes only our route (protocol, device and metric must match): another route to the
 /// same place, the administrator's or an HVM guest's other nic's, stays.
 pub async fn del_route(handle: &Handle, dest: IpNetwork, dev: &IfName, metric: u32) -> Result<(), ApplyError> {
     let Some(link) = super::find_link(handle, dev).await? else { return Ok(()) };
-    ok_if(
+    idempotent(
         handle.route().del(route_message(dest, link.index, metric)).execute().await,
         &[libc::ESRCH, libc::ENOENT, libc::ENODEV],
         format!("removing the route to {dest} via {dev}"),
@@ -91,12 +84,12 @@ pub async fn add_proxy(handle: &Handle, dev: &IfName, addr: IpAddr) -> Result<()
     let mut req = handle.neighbours().add(index, addr).replace();
     *req.message_mut() = proxy_message(index, addr);
     req.message_mut().attributes.push(NeighbourAttribute::Protocol(RouteProtocol::Other(ROUTE_PROTOCOL)));
-    ok_if(req.execute().await, &[libc::EEXIST], format!("adding proxy {addr} on {dev}"))
+    idempotent(req.execute().await, &[libc::EEXIST], format!("adding proxy {addr} on {dev}"))
 }
 
 pub async fn del_proxy(handle: &Handle, dev: &IfName, addr: IpAddr) -> Result<(), ApplyError> {
     let Some(link) = super::find_link(handle, dev).await? else { return Ok(()) };
-    ok_if(
+    idempotent(
         handle.neighbours().del(proxy_message(link.index, addr)).execute().await,
         &[libc::ENOENT, libc::ENODEV],
         format!("removing proxy {addr} on {dev}"),

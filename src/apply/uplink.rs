@@ -2,13 +2,8 @@
 
 use rtnetlink::Handle;
 
-use super::{errno, link_index, ApplyError};
+use super::{idempotent, link_index, ApplyError};
 use crate::plan::takeover::UplinkStep;
-
-/// EEXIST on add and ESRCH/EADDRNOTAVAIL/ENOENT on delete mean the step is done already.
-fn done_already(e: &rtnetlink::Error, codes: &[i32]) -> bool {
-    errno(e).is_some_and(|c| codes.contains(&c))
-}
 
 pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
     let what = step.to_string();
@@ -18,34 +13,22 @@ pub async fn run(handle: &Handle, step: &UplinkStep) -> Result<(), ApplyError> {
             m.header.index = link_index(handle, dev).await?;
             let mut req = handle.address().add(m.header.index, std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             *req.message_mut() = m;
-            match req.execute().await {
-                Err(e) if done_already(&e, &[libc::EEXIST]) => Ok(()),
-                r => r.map_err(ApplyError::netlink(what)),
-            }
+            idempotent(req.execute().await, &[libc::EEXIST], what)
         }
         UplinkStep::DelAddr { dev, msg } => {
             let mut m = msg.clone();
             m.header.index = link_index(handle, dev).await?;
-            match handle.address().del(m).execute().await {
-                Err(e) if done_already(&e, &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH]) => Ok(()),
-                r => r.map_err(ApplyError::netlink(what)),
-            }
+            idempotent(handle.address().del(m).execute().await, &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH], what)
         }
         UplinkStep::AddRoute { dev, msg } => {
             let mut m = msg.clone();
             m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(link_index(handle, dev).await?));
-            match handle.route().add(m).execute().await {
-                Err(e) if done_already(&e, &[libc::EEXIST]) => Ok(()),
-                r => r.map_err(ApplyError::netlink(what)),
-            }
+            idempotent(handle.route().add(m).execute().await, &[libc::EEXIST], what)
         }
         UplinkStep::DelRoute { dev, msg } => {
             let mut m = msg.clone();
             m.attributes.push(netlink_packet_route::route::RouteAttribute::Oif(link_index(handle, dev).await?));
-            match handle.route().del(m).execute().await {
-                Err(e) if done_already(&e, &[libc::ESRCH, libc::ENOENT]) => Ok(()),
-                r => r.map_err(ApplyError::netlink(what)),
-            }
+            idempotent(handle.route().del(m).execute().await, &[libc::ESRCH, libc::ENOENT], what)
         }
         UplinkStep::Enslave { port, bridge } => {
             let p = link_index(handle, port).await?;

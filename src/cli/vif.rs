@@ -231,9 +231,7 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
             (p, h, true)
         }
     };
-    let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string()];
-    names.dedup();
-    let facts = observe::facts(&handle, &names).await?;
+    let facts = observe::vif_links(&handle, &vif.kernel_name, &vif.name).await?;
     // Without a gateway the vif answers for the uplink's own addresses, as Xen's vif-route
     // did: libxl's `gatewaydev` (the `netdev` it passes) names the device, else the uplink.
     let uplink_addrs = match (host.mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {

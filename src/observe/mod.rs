@@ -241,12 +241,17 @@ pub fn file_text(path: &std::path::Path) -> Result<String, FileError> {
     }
 }
 
+/// The links of a guest's device: the name it has now and the one it must end with.
+pub async fn vif_links(handle: &Handle, kernel_name: &IfName, name: &IfName) -> Result<Facts, ObserveError> {
+    let mut names = vec![kernel_name.to_string(), name.to_string()];
+    names.dedup();
+    facts(handle, &names).await
+}
+
 /// What a nat vif's plan depends on: its links, the hosts and ethers files, proxy_arp.
 pub async fn nat_vif(handle: &Handle, vif: &NatVif, mode: &NatMode) -> Result<NatVifFacts, anyhow::Error> {
-    let mut names = vec![vif.kernel_name.to_string(), vif.name.to_string()];
-    names.dedup();
     Ok(NatVifFacts {
-        links: facts(handle, &names).await?,
+        links: vif_links(handle, &vif.kernel_name, &vif.name).await?,
         hosts: file_text(&mode.hosts)?,
         ethers: file_text(&mode.ethers)?,
         proxy_arp: sysctl(&format!("net/ipv4/conf/{}/proxy_arp", vif.kernel_name)).unwrap_or_else(|| "0".into()),
