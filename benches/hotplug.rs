@@ -168,7 +168,9 @@ fn uplink(dom0: &str, tag: &str) -> Vec<Ns> {
 /// Per mode: online and offline samples beside 1 and 100 vifs.
 type Results = Vec<(&'static str, Vec<Duration>, Vec<Duration>)>;
 
-fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
+/// `base` is on disk, like the nat files' homes (/var/lib, /etc); `run` holds the state
+/// directory, on a tmpfs where there is one, like /run/vifnet on Debian.
+fn bench(mode: &Mode, tag: &str, base: &Path, run: &Path) -> Results {
     let tag = format!("{tag}-{}", mode.run);
     let dom0 = Ns::new(format!("{tag}-dom0"));
     let guests = Ns::new(format!("{tag}-g"));
@@ -177,7 +179,7 @@ fn bench(mode: &Mode, tag: &str, base: &Path) -> Results {
     let _extra = (mode.setup)(&dom0.0, &tag);
 
     let base = base.join(mode.run);
-    let state: PathBuf = base.join("state");
+    let state: PathBuf = run.join(mode.run).join("state");
     let modes: PathBuf = base.join("modes");
     // Route mode's sysctl drop-in goes here, never to the host's /run/sysctl.d.
     let sysctl: PathBuf = base.join("sysctl.d");
@@ -339,11 +341,14 @@ fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let tag = format!("vfb{}", std::process::id());
     let base = TempDir(std::env::temp_dir().join(&tag));
+    // /run itself is not ours to write; /dev/shm is the same kind of file system.
+    let shm = Path::new("/dev/shm");
+    let run = TempDir(if shm.is_dir() { shm.join(&tag) } else { base.0.join("run") });
     for mode in [BRIDGE, ROUTE, ROUTE_PROXIED, NAT] {
         if !only.is_empty() && !only.iter().any(|m| m == mode.run) {
             continue;
         }
-        let results = bench(&mode, &tag, &base.0);
+        let results = bench(&mode, &tag, &base.0, &run.0);
         println!("{}", mode.title);
         for (label, on, off) in results {
             report(&format!("online  beside {label}"), on);

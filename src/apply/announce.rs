@@ -4,6 +4,7 @@
 //! points at the old host; this updates it at once instead of after its timeout.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use netlink_packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::Handle;
@@ -125,41 +126,10 @@ fn send_frames(ifindex: u32, frames: &[Vec<u8>]) -> std::io::Result<()> {
                 break;
             }
         }
-        close_in_child(fd);
+        // packet_release() waits out a grace period: not our caller's wait.
+        super::close_later::close_in_child(OwnedFd::from_raw_fd(fd), None);
         result
     }
-}
-
-/// Closes a packet socket in a child nobody waits for: packet_release() sleeps for an RCU
-/// grace period (10-13 ms here) and holds no lock meanwhile, so only the caller would wait.
-///
-/// # Safety
-/// `fd` is ours; the child makes only async-signal-safe calls.
-unsafe fn close_in_child(fd: i32) {
-    let mut pipe = [0; 2];
-    if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-        libc::close(fd);
-        return;
-    }
-    if libc::fork() == 0 {
-        // Keep only `fd` and the pipe: the lock, stdout and netlink must not outlive us.
-        let (lo, hi) = (fd.min(pipe[0]) as u32, fd.max(pipe[0]) as u32);
-        if lo > 0 {
-            libc::close_range(0, lo - 1, 0);
-        }
-        if hi > lo + 1 {
-            libc::close_range(lo + 1, hi - 1, 0);
-        }
-        libc::close_range(hi + 1, u32::MAX, 0);
-        // EOF once the parent has closed its copy: then ours is the last reference.
-        let mut b = 0u8;
-        libc::read(pipe[0], (&mut b as *mut u8).cast(), 1);
-        libc::close(fd);
-        libc::_exit(0);
-    }
-    libc::close(pipe[0]);
-    libc::close(fd);
-    libc::close(pipe[1]);
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! remaining steps still run and every failure is reported (teardown).
 
 mod announce;
+mod close_later;
 mod dnsmasq;
 mod files;
 mod links;

@@ -30,7 +30,8 @@
 //! Each thread keeps its socket after a successful call and reuses it (same
 //! process and network namespace only): closing a NETLINK_NETFILTER socket
 //! right after a transaction that deleted elements sleeps ~8-30 ms in the
-//! kernel (see `SOCK_CACHE`), and opening one costs ~0.1 ms of CPU.
+//! kernel (see `SOCK_CACHE`), and opening one costs ~0.1 ms of CPU. At the
+//! end of a process, [`release_socket`] leaves the close to a child.
 //!
 //! # Cost
 //!
@@ -76,7 +77,7 @@
 use std::fmt::Write as _;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -277,10 +278,13 @@ const NFT_MSG_GETSET: u8 = 10;
 const NFT_MSG_NEWSETELEM: u8 = 12;
 const NFT_MSG_GETSETELEM: u8 = 13;
 const NFT_MSG_DELSETELEM: u8 = 14;
+const NFT_MSG_NEWGEN: u8 = 15;
+const NFT_MSG_GETGEN: u8 = 16;
 /// Added in Linux 6.3.
 const NFT_MSG_DESTROYSETELEM: u8 = 30;
 
 const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_GEN_ID: u16 = 1;
 const NFTA_SET_TABLE: u16 = 1;
 const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -561,9 +565,9 @@ thread_local! {
     /// yet, and that work waits for an RCU grace period. Right after a
     /// transaction that deleted elements, close() therefore sleeps for
     /// ~8-30 ms (measured on 6.18; `nft delete element` pays it too).
-    /// Keeping the socket open moves that wait out of the hot path: by the
-    /// time the process exits (or the thread ends) the work has usually
-    /// run already, and then closing is quick.
+    /// Keeping the socket open moves that wait out of the transaction, and
+    /// [`release_socket`] moves it out of the process: a child closes it
+    /// once the work is done.
     static SOCK_CACHE: std::cell::RefCell<Option<Sock>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -598,6 +602,38 @@ fn take_sock() -> io::Result<Sock> {
 /// Gives a socket back for reuse, after an exchange that read every answer.
 fn put_sock(s: Sock) {
     let _ = SOCK_CACHE.try_with(|c| *c.borrow_mut() = Some(s));
+}
+
+/// Lets go of this thread's cached socket without waiting for its release (see
+/// `SOCK_CACHE`): the last call of a process, before it exits.
+/// Returns the pid of the child that closes it, if there was a socket.
+pub fn release_socket() -> Option<libc::pid_t> {
+    let s = SOCK_CACHE.try_with(|c| c.borrow_mut().take()).ok().flatten()?;
+    super::close_later::close_in_child(s.fd, Some(generation))
+}
+
+/// The ruleset's generation id (`NFT_MSG_GETGEN`), which every commit advances; None if
+/// the kernel does not answer with one. It runs in a forked child: stack buffers only.
+fn generation(fd: BorrowedFd<'_>) -> Option<u32> {
+    // nlmsghdr + nfgenmsg (AF_UNSPEC, version 0, res_id 0): no attributes.
+    const LEN: usize = NLMSG_HDRLEN + 4;
+    let mut req = [0u8; LEN];
+    req[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&nft_type(NFT_MSG_GETGEN).to_ne_bytes());
+    req[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    // SAFETY: send and recv on our socket, with buffers that outlive the calls.
+    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), LEN, 0) } != LEN as isize {
+        return None;
+    }
+    let mut buf = [0u8; 512];
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let msg = buf.get(..usize::try_from(n).ok()?)?;
+    if msg.len() < NLMSG_HDRLEN + 4 || u16_at(msg, 4) != nft_type(NFT_MSG_NEWGEN) {
+        return None;
+    }
+    let len = (u32_at(msg, 0) as usize).min(msg.len());
+    let attrs = &msg[NLMSG_HDRLEN + 4..len];
+    find_attr(attrs, NFTA_GEN_ID).and_then(|v| v.get(..4)).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
 }
 
 /// Drops this thread's cached socket (tests, measurements).
@@ -1480,6 +1516,7 @@ mod tests {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     use std::sync::atomic::AtomicUsize;
+    use std::os::fd::AsFd;
 
     /// The real table (created by the one-time setup with `nft`).
     const TABLE: &str = r#"
@@ -1938,6 +1975,32 @@ table bridge vifnet {
             assert!(!table_exists(NFPROTO_INET, T).unwrap(), "other family");
             assert!(!table_exists(F, "other").unwrap());
         });
+    }
+
+    /// The generation the closing child watches advances with every commit, and only then;
+    /// the child closes the socket and exits by itself, leaving the elements committed.
+    #[test]
+    fn release_hands_the_socket_to_a_child_that_waits_for_a_quiet_generation() {
+        let ns = Netns::with_table();
+        let g = guest_elems("vif1.0");
+        let child = ns.run(|| {
+            let sock = Sock::open().unwrap();
+            let before = generation(sock.fd.as_fd()).expect("the kernel's generation id");
+            assert_eq!(generation(sock.fd.as_fd()), Some(before), "no commit, same generation");
+            apply(F, T, &adds(&g)).unwrap();
+            let added = generation(sock.fd.as_fd()).unwrap();
+            assert_ne!(added, before, "a commit advances the generation");
+            apply(F, T, &dels(&g)).unwrap();
+            assert_ne!(generation(sock.fd.as_fd()), Some(added));
+            let child = release_socket().expect("a child holding the socket");
+            assert!(release_socket().is_none(), "nothing cached any more");
+            child
+        });
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+        assert_all_empty(&ns);
     }
 
     /// Kernel behaviour: when one message of a batch fails, the kernel

@@ -59,6 +59,8 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(a),
         Command::Setup(a) => setup::run(a),
     };
+    // Our exit must not wait for nf_tables to free what this call deleted.
+    crate::apply::nft_netlink::release_socket();
     match result {
         Ok(()) => 0,
         Err(e) => {
