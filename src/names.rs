@@ -43,6 +43,9 @@ pub const PORT_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 
 /// Default state directory (lock, journal); `VIFNET_STATE_DIR` overrides it.
 pub const STATE_DIR: &str = "/run/vifnet";
+/// In the state directory: where the children that close nf_tables sockets queue
+/// (`apply/close_later.rs`).
+pub const NFT_RELEASE_QUEUE: &str = "nft-release.lock";
 /// Default directory of the administrator's mode files; `VIFNET_MODES_DIR` overrides it.
 pub const MODES_DIR: &str = "/etc/vifnet/modes";
 

@@ -10,28 +10,40 @@
 //! the close: the frames are sent and the transaction is committed before it. So the last
 //! reference goes to a short-lived child that nobody waits for.
 
+use std::ffi::CString;
 use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
 
 /// `membarrier(2)`: returns after an RCU grace period on every CPU (`synchronize_rcu()`).
 const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
 
-/// How long a child waits, at most, for a quiet moment before closing all the same.
+/// How long the child at the head of the queue waits, at most, for a quiet moment before
+/// closing all the same: about a second of back-to-back commits.
 const MAX_ROUNDS: usize = 40;
 
 /// A counter every nf_tables commit advances, read on the socket itself; None if it
 /// cannot be read. Called in the forked child, so it must not allocate.
 pub type Generation = fn(BorrowedFd<'_>) -> Option<u32>;
 
+/// How a NETLINK_NETFILTER socket's child finds a moment when closing is quick.
+pub struct Quiet {
+    pub generation: Generation,
+    /// The network namespace's inode: the generation counts that namespace's commits.
+    pub netns: u64,
+    /// A file the children queue on (flock), holding the last quiet (netns, generation).
+    pub queue: CString,
+}
+
 /// Hands `fd` to a child that closes it once the parent has let go of its copy, and
 /// returns the child's pid (nobody needs to wait for it); closes it here if no child can
 /// be made.
 ///
-/// With `generation` (a NETLINK_NETFILTER socket), the child first waits, holding no lock,
-/// until two grace periods pass with no commit in between: then no destroy work is pending
-/// and its close holds the commit mutex only for a moment, instead of keeping every other
-/// transaction (the next vif's online) waiting behind a grace period. It gives up waiting
-/// after [`MAX_ROUNDS`] (about a second of back-to-back deletions).
-pub fn close_in_child(fd: OwnedFd, generation: Option<Generation>) -> Option<libc::pid_t> {
+/// With `quiet` (a NETLINK_NETFILTER socket), the child first waits, holding no kernel
+/// lock, for a moment when no destroy work is pending, so that its close holds the commit
+/// mutex only briefly instead of keeping the next vif's transaction waiting behind a
+/// grace period. Children of a burst of calls queue on a file lock: the first waits for two
+/// grace periods without a commit and writes down that generation; the others then close at
+/// once if nothing was committed since. So one child at a time waits, and none polls.
+pub fn close_in_child(fd: OwnedFd, quiet: Option<&Quiet>) -> Option<libc::pid_t> {
     let fd = fd.into_raw_fd();
     let mut pipe = [0; 2];
     // SAFETY: fd and the pipe are ours. The child (of a possibly multi-threaded parent)
@@ -47,8 +59,8 @@ pub fn close_in_child(fd: OwnedFd, generation: Option<Generation>) -> Option<lib
             // EOF once the parent has closed its copy: then ours is the last reference.
             let mut b = 0u8;
             libc::read(pipe[0], (&mut b as *mut u8).cast(), 1);
-            if let Some(generation) = generation {
-                wait_for_quiet(BorrowedFd::borrow_raw(fd), generation);
+            if let Some(q) = quiet {
+                wait_in_queue(BorrowedFd::borrow_raw(fd), q);
             }
             libc::close(fd);
             libc::_exit(0);
@@ -60,19 +72,51 @@ pub fn close_in_child(fd: OwnedFd, generation: Option<Generation>) -> Option<lib
     }
 }
 
-/// Returns once two grace periods passed without a commit (or after [`MAX_ROUNDS`]).
-fn wait_for_quiet(fd: BorrowedFd<'_>, generation: Generation) {
+/// Returns when closing `fd` will not wait on destroy work: at once if nothing was
+/// committed since the last quiet moment a child wrote down, else after waiting for one.
+/// The queue's lock is held until the child exits, after its close.
+fn wait_in_queue(fd: BorrowedFd<'_>, q: &Quiet) {
+    // SAFETY: raw calls on a NUL-terminated path and a stack buffer.
+    let file = unsafe { libc::open(q.queue.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600) };
+    if file < 0 || unsafe { libc::flock(file, libc::LOCK_EX) } != 0 {
+        wait_for_quiet(fd, q.generation);
+        return;
+    }
+    let mut last = [0u8; 12];
+    let read = unsafe { libc::pread(file, last.as_mut_ptr().cast(), last.len(), 0) };
+    let now = (q.generation)(fd);
+    if read == last.len() as isize && now.is_some() && record(q.netns, now) == last {
+        return;
+    }
+    if let Some(quiet_at) = wait_for_quiet(fd, q.generation) {
+        let rec = record(q.netns, Some(quiet_at));
+        unsafe { libc::pwrite(file, rec.as_ptr().cast(), rec.len(), 0) };
+    }
+}
+
+/// The queue file's content: netns inode and generation, native-endian.
+fn record(netns: u64, generation: Option<u32>) -> [u8; 12] {
+    let mut r = [0u8; 12];
+    r[..8].copy_from_slice(&netns.to_ne_bytes());
+    r[8..].copy_from_slice(&generation.unwrap_or(0).to_ne_bytes());
+    r
+}
+
+/// Waits until two grace periods pass without a commit (or [`MAX_ROUNDS`] of them), and
+/// returns the generation that stayed the same, if one did.
+fn wait_for_quiet(fd: BorrowedFd<'_>, generation: Generation) -> Option<u32> {
     for _ in 0..MAX_ROUNDS {
-        let before = generation(fd);
+        let before = generation(fd)?;
         // The second grace period starts after any destroy work queued before `before`
         // has begun its own, so it ends after that work's.
         if !(grace_period() && grace_period()) {
-            return;
+            return None;
         }
-        if before.is_none() || generation(fd) == before {
-            return;
+        if generation(fd) == Some(before) {
+            return Some(before);
         }
     }
+    None
 }
 
 /// Waits for one RCU grace period; false if the kernel cannot (nohz_full refuses it).

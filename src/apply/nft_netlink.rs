@@ -81,6 +81,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::close_later::{close_in_child, Quiet};
+
 /// nftables families (`enum nfproto`), as in `nft`'s `inet`, `ip`, `bridge`, `ip6`.
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV4: u8 = 2;
@@ -608,8 +610,15 @@ fn put_sock(s: Sock) {
 /// `SOCK_CACHE`): the last call of a process, before it exits.
 /// Returns the pid of the child that closes it, if there was a socket.
 pub fn release_socket() -> Option<libc::pid_t> {
+    release_socket_queued_in(&crate::state::dir())
+}
+
+/// The same, with the children's queue file in `dir`.
+fn release_socket_queued_in(dir: &std::path::Path) -> Option<libc::pid_t> {
     let s = SOCK_CACHE.try_with(|c| c.borrow_mut().take()).ok().flatten()?;
-    super::close_later::close_in_child(s.fd, Some(generation))
+    let queue = std::ffi::CString::new(dir.join(crate::names::NFT_RELEASE_QUEUE).into_os_string().into_encoded_bytes()).ok();
+    let quiet = queue.map(|queue| Quiet { generation, netns: s.netns.map_or(0, |(_, ino)| ino), queue });
+    close_in_child(s.fd, quiet.as_ref())
 }
 
 /// The ruleset's generation id (`NFT_MSG_GETGEN`), which every commit advances; None if
@@ -1983,7 +1992,9 @@ table bridge vifnet {
     fn release_hands_the_socket_to_a_child_that_waits_for_a_quiet_generation() {
         let ns = Netns::with_table();
         let g = guest_elems("vif1.0");
-        let child = ns.run(|| {
+        let dir = std::env::temp_dir().join(format!("vfnl-queue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let children = ns.run(|| {
             let sock = Sock::open().unwrap();
             let before = generation(sock.fd.as_fd()).expect("the kernel's generation id");
             assert_eq!(generation(sock.fd.as_fd()), Some(before), "no commit, same generation");
@@ -1992,15 +2003,23 @@ table bridge vifnet {
             assert_ne!(added, before, "a commit advances the generation");
             apply(F, T, &dels(&g)).unwrap();
             assert_ne!(generation(sock.fd.as_fd()), Some(added));
-            let child = release_socket().expect("a child holding the socket");
-            assert!(release_socket().is_none(), "nothing cached any more");
-            child
+            // Two in a row: the second finds the first's quiet generation in the queue file.
+            let first = release_socket_queued_in(&dir).expect("a child holding the socket");
+            assert!(release_socket_queued_in(&dir).is_none(), "nothing cached any more");
+            apply(F, T, &adds(&g)).unwrap();
+            let second = release_socket_queued_in(&dir).expect("a second child");
+            [first, second]
         });
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
-        assert_all_empty(&ns);
+        for child in children {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+        }
+        let queued = std::fs::read(dir.join(crate::names::NFT_RELEASE_QUEUE)).unwrap();
+        assert_eq!(queued.len(), 12, "netns and the quiet generation");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(ns.elements("guarded"), vec![r#""vif1.0""#], "the commits stand");
     }
 
     /// Kernel behaviour: when one message of a batch fails, the kernel
