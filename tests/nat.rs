@@ -286,3 +286,30 @@ fn an_explicit_address_inside_the_prefix_is_honoured() {
     lab.offline("vif6.0");
     lab.ok(&["network", "nat", "stop"]);
 }
+
+/// The administrator reloads the firewall (`nft flush ruleset`, as nftables.service does)
+/// while a guest is online: offline and stop find our sets gone, which is what they were
+/// to do, and succeed; the next online builds the table again.
+#[test]
+fn offline_and_stop_after_a_ruleset_flush_succeed_and_leave_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let mac = "00:16:3e:00:04:01";
+    let _g = lab.guest("vif7.0", mac);
+    lab.online("vif7.0", "ci", mac);
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.offline("vif7.0");
+    lab.online("vif7.0", "ci", mac);
+    let guarded = lab.dom0.ok(&["nft", "list", "set", "inet", "vifnet", "guarded"]);
+    assert!(guarded.contains("\"vif7.0\""), "online puts the table back: {guarded}");
+    lab.ok(&["network", "nat", "start"]);
+    let set = lab.dom0.ok(&["nft", "list", "set", "inet", "vifnet", "masq_out"]);
+    assert_eq!(set.matches("\"up0\" . 10.0.0.0/8").count(), 1, "start puts the masquerade back: {set}");
+    lab.dom0.ok(&["nft", "delete", "table", "inet", "vifnet"]);
+    lab.offline("vif7.0");
+    lab.ok(&["network", "nat", "stop"]);
+    assert_eq!(lab.dnsmasq_pid(), None);
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
+}

@@ -101,5 +101,23 @@ pub fn apply_elements(table: Table, changes: &[ElemChange]) -> Result<(), ApplyE
             ElemChange::Delete(e) => ElemOp::Delete(encode(e)),
         })
         .collect();
-    nft_netlink::apply(nfproto(table), NFT_TABLE, &ops).map_err(nl)
+    match nft_netlink::apply(nfproto(table), NFT_TABLE, &ops) {
+        // Only removals, and a set or the table is gone (`nft flush ruleset`, a reload of
+        // nftables.service): its elements went with it. The batch was rolled back as a
+        // whole, so the elements of the sets still there are removed again, alone.
+        Err(e) if e.errno() == Some(libc::ENOENT) && ops.iter().all(|o| matches!(o, ElemOp::Delete(_))) => {
+            let left: Vec<ElemOp> = ops.into_iter().filter(|o| set_exists(table, &o.elem().set)).collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            nft_netlink::apply(nfproto(table), NFT_TABLE, &left).map_err(nl)
+        }
+        r => r.map_err(nl),
+    }
+}
+
+/// Whether `set` is in our table; an answer other than "no such set or table" counts as
+/// yes, so that the retry reports it.
+fn set_exists(table: Table, set: &str) -> bool {
+    !matches!(nft_netlink::list_elements(nfproto(table), NFT_TABLE, set), Err(e) if e.errno() == Some(libc::ENOENT))
 }

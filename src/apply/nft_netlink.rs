@@ -113,7 +113,7 @@ pub enum ElemOp {
 }
 
 impl ElemOp {
-    fn elem(&self) -> &SetElem {
+    pub fn elem(&self) -> &SetElem {
         match self {
             ElemOp::Add(e) | ElemOp::Delete(e) => e,
         }

@@ -171,8 +171,16 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
         let started = state::read_host::<plan_nat::NatHostRecord>("nat")?;
         match command {
             "start" => {
-                if started.is_some() {
-                    log::info("nat mode: started already");
+                if let Some(record) = started {
+                    let journals = state::all_vifs()?;
+                    let online: Vec<_> = journals.iter().filter_map(|j| j.nat()).collect();
+                    let plan = plan_nat::firewall_again(&record, &online);
+                    if args.dry_run {
+                        print!("{plan}");
+                        return Ok(());
+                    }
+                    apply::setup(&handle, &plan).await?;
+                    log::info(&format!("nat mode: started already; masquerade and {} guests' filters in place", online.len()));
                     return Ok(());
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;

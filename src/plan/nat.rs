@@ -249,6 +249,15 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
     Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq }))
 }
 
+/// `network nat start` once started: the firewall part again, for when a ruleset flush
+/// took it (a reload of nftables.service does): the table, the masquerade and every online
+/// guest's elements. All of them adds that change nothing where nothing was lost.
+pub fn firewall_again(rec: &NatHostRecord, online: &[&NatVifRecord]) -> Plan {
+    let mut adds = vec![ElemChange::Add(masquerade(&rec.uplink, &rec.mode.prefix))];
+    adds.extend(online.iter().flat_map(|v| elements(v)).map(ElemChange::Add));
+    Plan { steps: vec![Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, adds)] }
+}
+
 /// `network nat stop`: the reverse of `rec`. The hosts file stays: it is the record of the
 /// machine numbers.
 pub fn host_down(rec: &NatHostRecord, sysctls_now: &BTreeMap<String, String>) -> Plan {
@@ -516,6 +525,13 @@ mod tests {
         let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.hosts, &facts.ethers));
         assert!(l.contains(&"write /e (0 lines, was 1)".to_string()) && !l.iter().any(|s| s.starts_with("write /h")), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=0 (was 1)".to_string()), "{l:?}");
+        // Start again after a ruleset flush: table, nat chain, masquerade and this guest's
+        // filter, as adds.
+        let again = firewall_again(&host, &[&rec]);
+        let Some(Step::NftElements(Table::Inet, adds)) = again.steps.last() else { panic!("{:?}", lines(&again)) };
+        assert_eq!(adds.len(), 1 + elements(&rec).len(), "{adds:?}");
+        assert!(adds.iter().all(|c| matches!(c, ElemChange::Add(_))));
+        assert!(matches!(again.steps[..2], [Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat]));
     }
 
     #[test]
