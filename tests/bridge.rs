@@ -265,6 +265,41 @@ fn online_twice_is_online_once_and_offline_leaves_nothing() {
     assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]).trim(), "");
 }
 
+/// After a firewall reload (`nft flush ruleset`) with guests on the bridge, a spoofed
+/// source would pass; `network bridge start` puts the filters back and it is dropped again.
+/// Offline after another flush still succeeds.
+#[test]
+fn start_after_a_ruleset_flush_puts_the_filters_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(2);
+    lab.online(1, &[]);
+    lab.online(2, &[]);
+    let ruleset = lab.dom0.ok(&["nft", "-s", "list", "ruleset"]);
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    // Without the filters a forged source passes (the lan host answers it).
+    lab.guest(2).ok(&["ip", "addr", "add", "192.0.2.98/32", "dev", "eth0"]);
+    assert!(lab.guest(2).succeeds(&["ping", "-c", "1", "-w", "2", "-q", "-I", "192.0.2.98", LAN_IP]), "the flush took the filters");
+    lab.guest(2).ok(&["ip", "addr", "del", "192.0.2.98/32", "dev", "eth0"]);
+    vifnet_ok(&lab.dom0, &lab.dirs, &[], &["network", "bridge", "start"]);
+    assert_eq!(lab.dom0.ok(&["nft", "-s", "list", "ruleset"]), ruleset, "both guests' filters, nothing more");
+    // A forged source from guest 2, counted by the lan host: dropped again.
+    let g2 = lab.guest(2);
+    g2.ok(&["ip", "addr", "add", "192.0.2.99/32", "dev", "eth0"]);
+    g2.ok(&["ip", "neigh", "replace", LAN_IP, "lladdr", &mac_of(&lab.lan, "eth0"), "dev", "eth0", "nud", "permanent"]);
+    lab.lan.ok(&["nft", "add table inet seen; add chain inet seen c { type filter hook prerouting priority 0; }; add rule inet seen c ip saddr 192.0.2.99 counter"]);
+    let _ = g2.run(&["ping", "-c", "2", "-i", "0.2", "-w", "1", "-q", "-I", "192.0.2.99", LAN_IP]);
+    let seen = lab.lan.ok(&["nft", "list", "chain", "inet", "seen", "c"]);
+    assert!(seen.contains("packets 0 "), "the lan host saw the forged packets: {seen}");
+    assert!(lab.guest(1).pings(LAN_IP));
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.offline(1);
+    lab.offline(2);
+    assert_eq!(lab.dirs.journal_count(), 0);
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]).trim(), "");
+}
+
 #[test]
 fn offline_after_the_vif_is_gone_cleans_up_from_the_journal() {
     if !root_or_skip() {

@@ -107,6 +107,32 @@ fn verbs_are_idempotent_and_bad_input_changes_nothing() {
     assert_eq!(lab.snapshot(), before);
 }
 
+/// The administrator reloads the firewall (`nft flush ruleset`) with a guest routed:
+/// `network route start` puts the guest's filter back exactly, and offline and stop still
+/// give everything back.
+#[test]
+fn start_after_a_ruleset_flush_puts_the_filters_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = RouteLab::new(2, "bridge", false);
+    let before = lab.snapshot();
+    lab.ok(&["network", "route", "start"]);
+    lab.online(1);
+    lab.online(2);
+    let online = lab.snapshot();
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.ok(&["network", "route", "start"]);
+    assert_eq!(lab.snapshot(), online, "start puts both guests' filters back, nothing more");
+    lab.ok(&["network", "route", "start"]);
+    assert_eq!(lab.snapshot(), online, "and a second start changes nothing");
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.offline(1);
+    lab.offline(2);
+    lab.ok(&["network", "route", "stop"]);
+    assert_eq!(lab.snapshot(), before);
+}
+
 /// An HVM guest's emulated nic (tap, `add`) and PV nic (vif, `online`) route the same
 /// address with metrics 1 and 2, as Xen's vif-route does: both coexist, each goes alone.
 #[test]

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::plan::route::{self as plan_route, HostFacts};
-use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, Plan};
+use crate::plan::{bridge as plan_bridge, nat as plan_nat, takeover, Plan, VifJournal};
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
@@ -56,10 +56,14 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
             "start" => {
                 // With a takeover, its record is journalled before the plan runs, so that
                 // `stop` can undo even a start that was interrupted.
+                // Guests already on this bridge keep (or get back) their filters.
+                let on_bridge = |j: &VifJournal| j.bridge().is_some_and(|b| b.bridge == mode.bridge);
                 let (plan, record) = match (&mode.netdev, mode.takeover) {
                     (Some(netdev), true) => {
                         if state::read_takeover(mode.bridge.as_str())?.is_some() {
-                            log::info(&format!("{}: has taken over {netdev} already", mode.bridge));
+                            if put_back(&handle, args, &filters_again(on_bridge)?).await? {
+                                log::info(&format!("{}: has taken over {netdev} already; guests' filters in place", mode.bridge));
+                            }
                             return Ok(());
                         }
                         let (plan, record) = match observe::uplink(&handle, netdev).await? {
@@ -71,6 +75,8 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     }
                     _ => (plan_bridge::network_start(&mode), None),
                 };
+                let mut plan = plan;
+                plan.steps.extend(filters_again(on_bridge)?.steps);
                 if args.dry_run {
                     print!("{plan}");
                     return Ok(());
@@ -127,7 +133,9 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
         match command {
             "start" => {
                 if started.is_some() {
-                    log::info("route mode: started already");
+                    if put_back(&handle, args, &filters_again(|j| j.route().is_some())?).await? {
+                        log::info("route mode: started already; guests' filters in place");
+                    }
                     return Ok(());
                 }
                 let facts = observe::route_host(&handle, &mode).await?;
@@ -172,15 +180,12 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
         match command {
             "start" => {
                 if let Some(record) = started {
-                    let journals = state::all_vifs()?;
-                    let online: Vec<_> = journals.iter().filter_map(|j| j.nat()).collect();
-                    let plan = plan_nat::firewall_again(&record, &online);
-                    if args.dry_run {
-                        print!("{plan}");
+                    let mut plan = plan_nat::masquerade_again(&record);
+                    plan.steps.extend(filters_again(|j| j.nat().is_some())?.steps);
+                    if !put_back(&handle, args, &plan).await? {
                         return Ok(());
                     }
-                    apply::setup(&handle, &plan).await?;
-                    log::info(&format!("nat mode: started already; masquerade and {} guests' filters in place", online.len()));
+                    log::info("nat mode: started already; masquerade and guests' filters in place");
                     return Ok(());
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;
@@ -211,6 +216,21 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }
     })
+}
+
+/// The filters of the online guests `which` picks, again (`plan::filters_again`).
+fn filters_again(which: impl Fn(&VifJournal) -> bool) -> Result<Plan> {
+    Ok(crate::plan::filters_again(state::all_vifs()?.iter().filter(|j| which(j))))
+}
+
+/// Applies a started mode's repair plan; false for a dry run, which only prints it.
+async fn put_back(handle: &rtnetlink::Handle, args: &NetworkArgs, plan: &Plan) -> Result<bool> {
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(false);
+    }
+    apply::setup(handle, plan).await?;
+    Ok(true)
 }
 
 /// Journals a mode's host-wide record, then applies its plan; a failure takes both back.

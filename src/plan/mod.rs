@@ -286,6 +286,34 @@ impl VifJournal {
             _ => None,
         }
     }
+    /// The table this guest's filter is in, and its elements (none without antispoofing).
+    pub fn filter(&self) -> (nft::Table, Vec<nft::Elem>) {
+        match self {
+            VifJournal::Bridge(r) => (nft::Table::Bridge, bridge::record_elements(r)),
+            VifJournal::Route(r) => (nft::Table::Inet, route::record_elements(r)),
+            VifJournal::Nat(r) => (nft::Table::Inet, nat::record_elements(r)),
+        }
+    }
+}
+
+/// `network <mode> start` once started: the filters of these online guests again, for when
+/// a ruleset flush (a reload of nftables.service does one) took them. Only adds, so where
+/// nothing was lost nothing changes; a table no guest has elements in is left alone.
+pub fn filters_again<'a>(online: impl IntoIterator<Item = &'a VifJournal>) -> Plan {
+    let mut by_table: Vec<(nft::Table, Vec<nft::ElemChange>)> = Vec::new();
+    for (table, elems) in online.into_iter().map(VifJournal::filter) {
+        let adds = elems.into_iter().map(nft::ElemChange::Add);
+        match by_table.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, changes)) => changes.extend(adds),
+            None => by_table.push((table, adds.collect())),
+        }
+    }
+    let mut plan = Plan::default();
+    for (table, changes) in by_table.into_iter().filter(|(_, c)| !c.is_empty()) {
+        plan.push(Step::EnsureNftTable(table));
+        plan.push(Step::NftElements(table, changes));
+    }
+    plan
 }
 
 /// A bridged vif's journal.

@@ -249,13 +249,11 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
     Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq }))
 }
 
-/// `network nat start` once started: the firewall part again, for when a ruleset flush
-/// took it (a reload of nftables.service does): the table, the masquerade and every online
-/// guest's elements. All of them adds that change nothing where nothing was lost.
-pub fn firewall_again(rec: &NatHostRecord, online: &[&NatVifRecord]) -> Plan {
-    let mut adds = vec![ElemChange::Add(masquerade(&rec.uplink, &rec.mode.prefix))];
-    adds.extend(online.iter().flat_map(|v| elements(v)).map(ElemChange::Add));
-    Plan { steps: vec![Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, adds)] }
+/// `network nat start` once started: the masquerade again, for when a ruleset flush took
+/// it (the guests' filters are `super::filters_again`'s). Adds only.
+pub fn masquerade_again(rec: &NatHostRecord) -> Plan {
+    let add = vec![ElemChange::Add(masquerade(&rec.uplink, &rec.mode.prefix))];
+    Plan { steps: vec![Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, add)] }
 }
 
 /// `network nat stop`: the reverse of `rec`. The hosts file stays: it is the record of the
@@ -319,7 +317,8 @@ pub struct NatVifFacts {
     pub proxy_arp: String,
 }
 
-fn elements(rec: &NatVifRecord) -> Vec<Elem> {
+/// Elements a vif's record stands for (none without antispoofing).
+pub fn record_elements(rec: &NatVifRecord) -> Vec<Elem> {
     if rec.antispoof {
         super::nft::routed_guest_elements(&rec.name, &[IpNetwork::V4(Ipv4Network::new(rec.guest, 32).expect("a /32"))])
     } else {
@@ -362,7 +361,7 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     };
     let mut plan = Plan::default();
     plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, &facts.links)?);
-    let changes = diff(&previous.map(elements).unwrap_or_default(), &elements(&rec));
+    let changes = diff(&previous.map(record_elements).unwrap_or_default(), &record_elements(&rec));
     if rec.antispoof {
         plan.push(Step::EnsureNftTable(Table::Inet));
     }
@@ -417,7 +416,7 @@ fn vif_state(rec: &NatVifRecord, down: bool) -> Vec<Step> {
 /// its record is lost.
 pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, hosts: &str, ethers: &str) -> Plan {
     let mut plan = Plan::default();
-    let deletes: Vec<ElemChange> = elements(rec).into_iter().map(ElemChange::Delete).collect();
+    let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
     if !deletes.is_empty() {
         plan.push(Step::NftElements(Table::Inet, deletes));
     }
@@ -525,13 +524,14 @@ mod tests {
         let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.hosts, &facts.ethers));
         assert!(l.contains(&"write /e (0 lines, was 1)".to_string()) && !l.iter().any(|s| s.starts_with("write /h")), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=0 (was 1)".to_string()), "{l:?}");
-        // Start again after a ruleset flush: table, nat chain, masquerade and this guest's
-        // filter, as adds.
-        let again = firewall_again(&host, &[&rec]);
+        // Start again after a ruleset flush: table, nat chain and masquerade; then this
+        // guest's filter, as adds.
+        let again = masquerade_again(&host);
+        assert!(matches!(again.steps[..], [Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, ref a)] if a.len() == 1));
+        let again = crate::plan::filters_again(&[crate::plan::VifJournal::Nat(rec.clone())]);
         let Some(Step::NftElements(Table::Inet, adds)) = again.steps.last() else { panic!("{:?}", lines(&again)) };
-        assert_eq!(adds.len(), 1 + elements(&rec).len(), "{adds:?}");
-        assert!(adds.iter().all(|c| matches!(c, ElemChange::Add(_))));
-        assert!(matches!(again.steps[..2], [Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat]));
+        assert_eq!(adds.len(), record_elements(&rec).len(), "{adds:?}");
+        assert!(!adds.is_empty() && adds.iter().all(|c| matches!(c, ElemChange::Add(_))));
     }
 
     #[test]
