@@ -331,7 +331,7 @@ impl OwnDnsmasq {
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let ours = format!("--pid-file={}", self.0.display());
         let is_dnsmasq = args.first().is_some_and(|a| a.ends_with(b"dnsmasq"));
-        (is_dnsmasq && args.iter().any(|a| *a == ours.as_bytes())).then_some(pid)
+        (is_dnsmasq && args.contains(&ours.as_bytes())).then_some(pid)
     }
 }
 impl Drop for OwnDnsmasq {

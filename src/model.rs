@@ -256,7 +256,7 @@ pub fn parse_vif_name(name: &str) -> Option<(u32, u32)> {
 pub fn parse_id(at: &str, value: &str, limit: u32) -> Result<u32, ConfigError> {
     match value.trim().parse::<u32>() {
         Ok(n) if n < limit => Ok(n),
-        _ => Err(ConfigError::bad(at, value, &format!("is not a number below {limit}"))),
+        _ => Err(ConfigError::bad(at, value, format!("is not a number below {limit}"))),
     }
 }
 pub const DOMID_LIMIT: u32 = 0x7ff0;

@@ -171,7 +171,7 @@ pub async fn default_route_device(handle: &Handle) -> Result<Option<IfName>, Obs
             })
         });
         if let Some(index) = oif {
-            return Ok(link_name(handle, index).await?);
+            return link_name(handle, index).await;
         }
     }
     Ok(None)

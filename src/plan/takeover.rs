@@ -218,14 +218,14 @@ impl TakeoverRecord {
     pub fn addrs(&self) -> Result<Vec<AddressMessage>, String> {
         self.addrs
             .iter()
-            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| AddressMessage::parse(&b.as_slice()).map_err(|_| "bad address message")))
+            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| AddressMessage::parse(b.as_slice()).map_err(|_| "bad address message")))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("takeover record of {}: {e}", self.bridge))
     }
     pub fn routes(&self) -> Result<Vec<RouteMessage>, String> {
         self.routes
             .iter()
-            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| RouteMessage::parse(&b.as_slice()).map_err(|_| "bad route message")))
+            .map(|h| from_hex(h).ok_or("bad hex").and_then(|b| RouteMessage::parse(b.as_slice()).map_err(|_| "bad route message")))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("takeover record of {}: {e}", self.bridge))
     }
