@@ -20,11 +20,10 @@ fn dir() -> PathBuf {
     std::env::var_os("VIFNET_SYSCTL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSCTL_DIR))
 }
 
-/// Writes the mode's drop-in with these settings (through a rename: a reload never reads
-/// half of it), or removes it (`None`; a missing file is success).
+/// Writes the mode's drop-in with these settings (through a rename, `files::replace`: a
+/// reload never reads half of it), or removes it (`None`; a missing file is success).
 pub fn drop_in(mode: &str, lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
-    let dir = dir();
-    let path = dir.join(sysctl_dropin(mode));
+    let path = dir().join(sysctl_dropin(mode));
     let fail = |e: std::io::Error| ApplyError::Failed { what: path.display().to_string(), message: e.to_string() };
     let Some(lines) = lines else {
         return match std::fs::remove_file(&path) {
@@ -36,8 +35,5 @@ pub fn drop_in(mode: &str, lines: Option<&[(String, String)]>) -> Result<(), App
     for (k, v) in lines {
         text.push_str(&format!("{k} = {v}\n"));
     }
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let tmp = path.with_extension("conf.tmp");
-    std::fs::write(&tmp, text).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(fail)
+    super::files::replace(&path, &text)
 }

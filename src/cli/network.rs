@@ -54,11 +54,11 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
         let bridge_msg = observe::link(&handle, mode.bridge.as_str()).await?;
         match command {
             "start" => {
-                // With a takeover, its record is journalled before the plan runs, so that
-                // `stop` can undo even a start that was interrupted.
                 // Guests already on this bridge keep (or get back) their filters.
                 let on_bridge = |j: &VifJournal| j.bridge().is_some_and(|b| b.bridge == mode.bridge);
-                let (plan, record) = match (&mode.netdev, mode.takeover) {
+                // With a takeover, its record is journalled before the plan runs, so that
+                // `stop` can undo even a start that was interrupted.
+                let (mut plan, record) = match (&mode.netdev, mode.takeover) {
                     (Some(netdev), true) => {
                         if state::read_takeover(mode.bridge.as_str())?.is_some() {
                             if put_back(&handle, args, &filters_again(on_bridge)?).await? {
@@ -75,10 +75,8 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     }
                     _ => (plan_bridge::network_start(&mode), None),
                 };
-                let mut plan = plan;
                 plan.steps.extend(filters_again(on_bridge)?.steps);
-                if args.dry_run {
-                    print!("{plan}");
+                if printed(args, &plan) {
                     return Ok(());
                 }
                 let Some(record) = record else { return Ok(apply::setup(&handle, &plan).await?) };
@@ -98,8 +96,7 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 };
                 let takeover = state::read_takeover(mode.bridge.as_str())?;
                 let plan = plan_bridge::network_stop(&mode, bridge.as_ref(), &ports, takeover.as_ref()).map_err(anyhow::Error::msg)?;
-                if args.dry_run {
-                    print!("{plan}");
+                if printed(args, &plan) {
                     return Ok(());
                 }
                 apply::teardown(&handle, &plan).await?;
@@ -182,10 +179,9 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 if let Some(record) = started {
                     let mut plan = plan_nat::masquerade_again(&record);
                     plan.steps.extend(filters_again(|j| j.nat().is_some())?.steps);
-                    if !put_back(&handle, args, &plan).await? {
-                        return Ok(());
+                    if put_back(&handle, args, &plan).await? {
+                        log::info("nat mode: started already; masquerade and guests' filters in place");
                     }
-                    log::info("nat mode: started already; masquerade and guests' filters in place");
                     return Ok(());
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;
@@ -218,6 +214,14 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
     })
 }
 
+/// A dry run prints the plan instead of applying it; whether this is one.
+fn printed(args: &NetworkArgs, plan: &Plan) -> bool {
+    if args.dry_run {
+        print!("{plan}");
+    }
+    args.dry_run
+}
+
 /// The filters of the online guests `which` picks, again (`plan::filters_again`).
 fn filters_again(which: impl Fn(&VifJournal) -> bool) -> Result<Plan> {
     Ok(crate::plan::filters_again(state::all_vifs()?.iter().filter(|j| which(j))))
@@ -225,8 +229,7 @@ fn filters_again(which: impl Fn(&VifJournal) -> bool) -> Result<Plan> {
 
 /// Applies a started mode's repair plan; false for a dry run, which only prints it.
 async fn put_back(handle: &rtnetlink::Handle, args: &NetworkArgs, plan: &Plan) -> Result<bool> {
-    if args.dry_run {
-        print!("{plan}");
+    if printed(args, plan) {
         return Ok(false);
     }
     apply::setup(handle, plan).await?;
@@ -236,8 +239,7 @@ async fn put_back(handle: &rtnetlink::Handle, args: &NetworkArgs, plan: &Plan) -
 /// Journals a mode's host-wide record, then applies its plan; a failure takes both back.
 /// False for a dry run, which only prints the plan.
 async fn start_host<H: serde::Serialize>(handle: &rtnetlink::Handle, args: &NetworkArgs, mode: &str, plan: &Plan, record: &H) -> Result<bool> {
-    if args.dry_run {
-        print!("{plan}");
+    if printed(args, plan) {
         return Ok(false);
     }
     state::write_host(mode, record)?;
@@ -263,8 +265,7 @@ fn sysctls_now(changed: &[plan_route::SysctlChange]) -> std::collections::BTreeM
 }
 
 async fn stop_host(handle: &rtnetlink::Handle, args: &NetworkArgs, mode: &str, plan: &Plan) -> Result<()> {
-    if args.dry_run {
-        print!("{plan}");
+    if printed(args, plan) {
         return Ok(());
     }
     apply::teardown(handle, plan).await?;

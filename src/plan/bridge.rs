@@ -147,10 +147,9 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
     Ok((plan, record))
 }
 
-/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first.
-/// Deleting set elements ends in an RCU grace period the kernel waits out when our
-/// netlink socket closes; sent first, that wait overlaps the rest of the teardown. The
-/// guest is being destroyed, so its port being unguarded for that instant is harmless.
+/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first, as
+/// online made it first. The guest is being destroyed, so its port being unguarded for the
+/// instant before it leaves the bridge is harmless.
 pub fn vif_down(rec: &BridgeVifRecord) -> Plan {
     let mut plan = Plan::default();
     let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();

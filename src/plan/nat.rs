@@ -11,7 +11,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
 use super::nft::{diff, Elem, ElemChange, Table};
-use super::route::SysctlChange;
+use super::route::{host_prefix, sysctls_back, SysctlChange};
 use super::{device_steps, Facts, Plan, PlanError, Step};
 use crate::model::{DevType, IfName, MacAddr};
 
@@ -216,8 +216,8 @@ impl NatHostRecord {
     }
 }
 
-fn masquerade(rec_uplink: &IfName, prefix: &Ipv4Network) -> Elem {
-    Elem::Masq(rec_uplink.clone(), *prefix)
+fn masquerade(uplink: &IfName, prefix: &Ipv4Network) -> Elem {
+    Elem::Masq(uplink.clone(), *prefix)
 }
 
 /// `network nat start`, and the first online: forwarding, one masquerade element for the
@@ -235,9 +235,7 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
         sysctls.push(SysctlChange { key: key.clone(), old: now.clone(), new: "1".into() });
     }
     plan.push(Step::SysctlDropIn { mode: "nat", lines: Some(vec![(key, "1".into())]) });
-    plan.push(Step::EnsureNftTable(Table::Inet));
-    plan.push(Step::EnsureNftNat);
-    plan.push(Step::NftElements(Table::Inet, vec![ElemChange::Add(masquerade(&uplink, &mode.prefix))]));
+    plan.steps.extend(masquerade_steps(&uplink, &mode.prefix));
     let dnsmasq = mode.run_dnsmasq.then(|| OwnDnsmasq { config: state_dir.join("dnsmasq.conf"), pidfile: state_dir.join("dnsmasq.pid") });
     if let Some(d) = &dnsmasq {
         plan.push(Step::StartDnsmasq {
@@ -252,8 +250,12 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
 /// `network nat start` once started: the masquerade again, for when a ruleset flush took
 /// it (the guests' filters are `super::filters_again`'s). Adds only.
 pub fn masquerade_again(rec: &NatHostRecord) -> Plan {
-    let add = vec![ElemChange::Add(masquerade(&rec.uplink, &rec.mode.prefix))];
-    Plan { steps: vec![Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, add)] }
+    Plan { steps: masquerade_steps(&rec.uplink, &rec.mode.prefix).into() }
+}
+
+/// The table, its nat chain and set, and the masquerade element: all made only if missing.
+fn masquerade_steps(uplink: &IfName, prefix: &Ipv4Network) -> [Step; 3] {
+    [Step::EnsureNftTable(Table::Inet), Step::EnsureNftNat, Step::NftElements(Table::Inet, vec![ElemChange::Add(masquerade(uplink, prefix))])]
 }
 
 /// `network nat stop`: the reverse of `rec`. The hosts file stays: it is the record of the
@@ -266,11 +268,7 @@ pub fn host_down(rec: &NatHostRecord, sysctls_now: &BTreeMap<String, String>) ->
     plan.push(Step::NftElements(Table::Inet, vec![ElemChange::Delete(masquerade(&rec.uplink, &rec.mode.prefix))]));
     plan.push(Step::DeleteNftTableIfUnused(Table::Inet));
     plan.push(Step::SysctlDropIn { mode: "nat", lines: None });
-    for c in rec.sysctls.iter().rev() {
-        if sysctls_now.get(&c.key) == Some(&c.new) {
-            plan.push(Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() });
-        }
-    }
+    plan.steps.extend(sysctls_back(&rec.sysctls, sysctls_now));
     plan
 }
 
@@ -320,7 +318,7 @@ pub struct NatVifFacts {
 /// Elements a vif's record stands for (none without antispoofing).
 pub fn record_elements(rec: &NatVifRecord) -> Vec<Elem> {
     if rec.antispoof {
-        super::nft::routed_guest_elements(&rec.name, &[IpNetwork::V4(Ipv4Network::new(rec.guest, 32).expect("a /32"))])
+        super::nft::routed_guest_elements(&rec.name, &[host32(rec.guest)])
     } else {
         Vec::new()
     }
@@ -331,7 +329,7 @@ fn proxy_arp_key(dev: &IfName) -> String {
 }
 
 fn host32(a: Ipv4Addr) -> IpNetwork {
-    IpNetwork::V4(Ipv4Network::new(a, 32).expect("a /32"))
+    host_prefix(IpAddr::V4(a))
 }
 
 /// `online` / `add`: address the guest by its machine number, route and answer it, lease

@@ -187,12 +187,19 @@ pub fn host_down(rec: &HostRecord, facts: &HostFacts) -> Plan {
         }
     }
     plan.push(Step::SysctlDropIn { mode: "route", lines: None });
-    for c in rec.sysctls.iter().rev() {
-        if facts.sysctls.get(&c.key) == Some(&c.new) {
-            plan.push(Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() });
-        }
-    }
+    plan.steps.extend(sysctls_back(&rec.sysctls, &facts.sysctls));
     plan
+}
+
+/// The sysctls a start changed, put back newest first; only those that still have our
+/// value: one the administrator changed since is theirs. `now`: their current values.
+pub fn sysctls_back(changed: &[SysctlChange], now: &BTreeMap<String, String>) -> Vec<Step> {
+    changed
+        .iter()
+        .rev()
+        .filter(|c| now.get(&c.key) == Some(&c.new))
+        .map(|c| Step::Sysctl { key: c.key.clone(), from: c.new.clone(), to: c.old.clone() })
+        .collect()
 }
 
 /// Xen's metrics: an HVM guest's tap (1) and vif (2) routes to the same address coexist,
@@ -204,7 +211,8 @@ pub fn metric(dev_type: DevType) -> u32 {
     }
 }
 
-fn host_prefix(addr: IpAddr) -> IpNetwork {
+/// `addr` alone: a /32 or a /128.
+pub fn host_prefix(addr: IpAddr) -> IpNetwork {
     IpNetwork::new(addr, if addr.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid")
 }
 
@@ -322,8 +330,8 @@ fn undo_is_in(del: &Step, adds: &[Step]) -> bool {
     })
 }
 
-/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first (its
-/// RCU wait then overlaps the rest, as in bridge mode).
+/// `offline` / `remove`: the reverse of what `rec` says the vif got, firewall first, as
+/// in bridge mode.
 pub fn vif_down(rec: &RouteVifRecord) -> Plan {
     let mut plan = Plan::default();
     let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
