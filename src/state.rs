@@ -109,8 +109,16 @@ pub fn remove_vif(kernel_name: &str) -> Result<(), StateError> {
     remove(&vif_path(kernel_name))
 }
 
-/// Every vif journal, for `status` (sorted by name).
-pub fn all_vifs() -> Result<Vec<VifJournal>, StateError> {
+/// One file of `<state>/vifs`: its vif's name, and its journal or why it cannot be read.
+#[derive(Debug)]
+pub struct JournalFile {
+    pub kernel_name: String,
+    pub journal: Result<VifJournal, StateError>,
+}
+
+/// Every vif journal file (sorted by name); a corrupt one is listed with its error, so that
+/// one bad file hides no other vif.
+pub fn journal_files() -> Result<Vec<JournalFile>, StateError> {
     let d = dir().join("vifs");
     let entries = match fs::read_dir(&d) {
         Ok(e) => e,
@@ -120,14 +128,22 @@ pub fn all_vifs() -> Result<Vec<VifJournal>, StateError> {
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let p = entry.path();
-        if p.extension().is_some_and(|e| e == "json") {
-            if let Some(rec) = read_json::<VifJournal>(&p)? {
-                out.push(rec);
-            }
-        }
+        let Some(stem) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else { continue };
+        let journal = match read_json::<VifJournal>(&p) {
+            Ok(Some(j)) => Ok(j),
+            // Removed between the listing and the read: an offline just ran.
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        out.push(JournalFile { kernel_name: stem.to_string(), journal });
     }
-    out.sort_by(|a, b| a.kernel_name().cmp(b.kernel_name()));
+    out.sort_by(|a, b| a.kernel_name.cmp(&b.kernel_name));
     Ok(out)
+}
+
+/// Every readable vif journal (sorted by name); corrupt ones are `journal_files`' to report.
+pub fn all_vifs() -> Result<Vec<VifJournal>, StateError> {
+    Ok(journal_files()?.into_iter().filter_map(|f| f.journal.ok()).collect())
 }
 
 pub fn read_takeover(bridge: &str) -> Result<Option<TakeoverRecord>, StateError> {

@@ -7,13 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::ApplyError;
 
-/// The pid in the file, if it names a live dnsmasq (a stale file, or a pid reused by
-/// another program, names none).
-fn running(pidfile: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "dnsmasq").then_some(pid)
-}
+use crate::observe::snapshot::dnsmasq_pid as running;
 
 fn failed(what: &str, message: String) -> ApplyError {
     ApplyError::Failed { what: what.to_string(), message }

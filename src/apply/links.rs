@@ -121,6 +121,11 @@ pub async fn attach_port(handle: &Handle, port: &IfName, bridge: &IfName, mtu: u
     let index = facts.index;
     let bridge_index = link_index(handle, bridge).await?;
     let needs_mac = facts.mac != Some(MacAddr(PORT_MAC));
+    // Attached already (a second online): flushing again would take the link-local
+    // address and route the kernel gave the port when it came up.
+    if facts.up && !needs_mac && facts.master == Some(bridge_index) && facts.mtu == mtu {
+        return Ok(());
+    }
     if facts.up && (needs_mac || facts.master != Some(bridge_index)) {
         set(handle, LinkUnspec::new_with_index(index).down(), port).await?;
     }

@@ -7,6 +7,7 @@ use ipnetwork::IpNetwork;
 use super::nft_netlink::{self, concat, key_ether, key_ifname, key_ipv4, key_ipv6, ElemOp, SetElem, NFPROTO_BRIDGE, NFPROTO_INET};
 use super::ApplyError;
 use crate::names::NFT_TABLE;
+use crate::model::{IfName, MacAddr};
 use crate::plan::nft::{Elem, ElemChange, Table};
 
 fn nl(e: nft_netlink::NftNetlinkError) -> ApplyError {
@@ -93,6 +94,58 @@ pub fn encode(elem: &Elem) -> SetElem {
     }
 }
 
+/// `encode` backwards: the element a set's key (and range end) stands for; None for a
+/// key no element of ours encodes to.
+pub fn decode(set: &str, key: &[u8], key_end: Option<&[u8]>) -> Option<Elem> {
+    use crate::names::{SET_GUARDED, SET_MASQ_OUT, SET_VIF_IP4, SET_VIF_IP6, SET_VIF_MAC, SET_VIF_NET4, SET_VIF_NET6};
+    let name = |k: &[u8]| -> Option<IfName> {
+        let raw = k.get(..16)?;
+        let len = raw.iter().position(|b| *b == 0).unwrap_or(16);
+        IfName::parse("nft element", std::str::from_utf8(&raw[..len]).ok()?).ok()
+    };
+    let v4 = |k: &[u8]| -> Option<std::net::Ipv4Addr> { Some(<[u8; 4]>::try_from(k.get(16..20)?).ok()?.into()) };
+    let v6 = |k: &[u8]| -> Option<std::net::Ipv6Addr> { Some(<[u8; 16]>::try_from(k.get(16..32)?).ok()?.into()) };
+    // Our ranges are whole prefixes: the bits that differ between first and last are the host part.
+    let span = |first: u128, last: u128, bits: u32| bits.checked_sub((last ^ first).count_ones()).map(|n| n as u8);
+    let port = name(key)?;
+    let elem = match set {
+        s if s == SET_GUARDED => Elem::Guarded(port),
+        s if s == SET_VIF_MAC => Elem::Mac(port, MacAddr(key.get(16..22)?.try_into().ok()?)),
+        s if s == SET_VIF_IP4 => Elem::Ip(port, IpNetwork::new(v4(key)?.into(), 32).ok()?),
+        s if s == SET_VIF_IP6 => Elem::Ip(port, IpNetwork::new(v6(key)?.into(), 128).ok()?),
+        s if s == SET_VIF_NET4 || s == SET_MASQ_OUT => {
+            let (first, last) = (v4(key)?, v4(key_end?)?);
+            let len = span(u32::from(first) as u128, u32::from(last) as u128, 32)?;
+            let net = ipnetwork::Ipv4Network::new(first, len).ok()?;
+            if s == SET_MASQ_OUT { Elem::Masq(port, net) } else { Elem::Ip(port, IpNetwork::V4(net)) }
+        }
+        s if s == SET_VIF_NET6 => {
+            let (first, last) = (v6(key)?, v6(key_end?)?);
+            let len = span(u128::from(first), u128::from(last), 128)?;
+            Elem::Ip(port, IpNetwork::new(first.into(), len).ok()?)
+        }
+        _ => return None,
+    };
+    Some(elem)
+}
+
+/// Every element of our sets in `table`, read back; None when the table does not exist
+/// (a set that is missing has none).
+pub fn elements(table: Table) -> Result<Option<Vec<Elem>>, ApplyError> {
+    if !nft_netlink::table_exists(nfproto(table), NFT_TABLE).map_err(nl)? {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for set in table.sets() {
+        let listed = match nft_netlink::list_elements(nfproto(table), NFT_TABLE, set) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            r => r.map_err(nl)?,
+        };
+        out.extend(listed.iter().filter_map(|(key, end)| decode(set, key, end.as_deref())));
+    }
+    Ok(Some(out))
+}
+
 pub fn apply_elements(table: Table, changes: &[ElemChange]) -> Result<(), ApplyError> {
     let ops: Vec<ElemOp> = changes
         .iter()
@@ -120,4 +173,29 @@ pub fn apply_elements(table: Table, changes: &[ElemChange]) -> Result<(), ApplyE
 /// yes, so that the retry reports it.
 fn set_exists(table: Table, set: &str) -> bool {
     !matches!(nft_netlink::list_elements(nfproto(table), NFT_TABLE, set), Err(e) if e.errno() == Some(libc::ENOENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_takes_back_what_encode_made() {
+        let port = IfName::parse("t", "vif5.0").unwrap();
+        let mac = MacAddr([0, 0x16, 0x3e, 0, 0, 5]);
+        let elems = [
+            Elem::Guarded(port.clone()),
+            Elem::Mac(port.clone(), mac),
+            Elem::Ip(port.clone(), "192.0.2.5/32".parse().unwrap()),
+            Elem::Ip(port.clone(), "2001:db8::5/128".parse().unwrap()),
+            Elem::Ip(port.clone(), "198.51.100.0/24".parse().unwrap()),
+            Elem::Ip(port.clone(), "2001:db8:42::/64".parse().unwrap()),
+            Elem::Masq(port.clone(), "10.0.0.0/8".parse().unwrap()),
+        ];
+        for e in elems {
+            let enc = encode(&e);
+            assert_eq!(decode(&enc.set, &enc.key, enc.key_end.as_deref()), Some(e.clone()), "{e}");
+        }
+        assert_eq!(decode("nosuch", &encode(&Elem::Guarded(port)).key, None), None);
+    }
 }

@@ -1,8 +1,12 @@
 //! The command line: argv[0] dispatch (network-bridge, vif-bridge, ...), clap, exit codes.
 
+mod check;
+mod gc;
 mod network;
+mod reload;
 mod setup;
 mod status;
+mod undo;
 pub mod vif;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +29,14 @@ enum Command {
     Vif(vif::VifArgs),
     /// Every vif vifnet manages, with mode, bridge, MAC, addresses and antispoofing.
     Status(status::StatusArgs),
+    /// Compare what vifnet recorded with what the host has: one line per difference; exit 2
+    /// on drift. --repair mends it.
+    Check(check::CheckArgs),
+    /// Re-apply everything from the journals and the current mode files (after a firewall
+    /// reload, or an edited mode file).
+    Reload(reload::ReloadArgs),
+    /// Remove the state of vifs whose device and xenstore backend are both gone.
+    Gc(gc::GcArgs),
     /// Bring a whole configuration up from xend-config.sxp, xl.conf and domain configs;
     /// with --simulate, in network namespaces with stand-in guests (no Xen needed).
     Setup(setup::SetupArgs),
@@ -54,15 +66,18 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Network(a) => network::run(a),
-        Command::Vif(a) => vif::run(a),
-        Command::Status(a) => status::run(a),
-        Command::Setup(a) => setup::run(a),
+        Command::Network(a) => network::run(a).map(|()| 0),
+        Command::Vif(a) => vif::run(a).map(|()| 0),
+        Command::Status(a) => status::run(a).map(|()| 0),
+        Command::Check(a) => check::run(a),
+        Command::Reload(a) => reload::run(a).map(|()| 0),
+        Command::Gc(a) => gc::run(a).map(|()| 0),
+        Command::Setup(a) => setup::run(a).map(|()| 0),
     };
     // Our exit must not wait for nf_tables to free what this call deleted.
     crate::apply::nft_netlink::release_socket();
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             crate::log::error(&one_line(&e));
             1

@@ -89,6 +89,9 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 Ok(())
             }
             "stop" => {
+                let on_bridge: Vec<String> =
+                    state::all_vifs()?.iter().filter(|j| j.bridge().is_some_and(|b| b.bridge == mode.bridge)).map(|j| j.kernel_name().to_string()).collect();
+                refuse_while(&on_bridge, "bridge")?;
                 let bridge = bridge_msg.as_ref().map(observe::link_facts);
                 let ports = match &bridge {
                     Some(b) => observe::ports_of(&handle, b.index).await?,
@@ -136,7 +139,8 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     return Ok(());
                 }
                 let facts = observe::route_host(&handle, &mode).await?;
-                let (plan, record) = plan_route::host_up(&mode, &facts)?;
+                let (plan, mut record) = plan_route::host_up(&mode, &facts)?;
+                record.args = inputs::mode_args(inputs, inputs::NETWORK_ROUTE_KEYS);
                 if !start_host(&handle, args, "route", &plan, &record).await? {
                     return Ok(());
                 }
@@ -146,7 +150,7 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
             "stop" => {
                 let Some(record) = started else { return Ok(()) };
                 refuse_while_online("route")?;
-                let facts = HostFacts { sysctls: sysctls_now(&record.sysctls), ..Default::default() };
+                let facts = HostFacts { sysctls: observe::sysctls_now(&record.sysctls), ..Default::default() };
                 stop_host(&handle, args, "route", &plan_route::host_down(&record, &facts)).await
             }
             "status" => {
@@ -185,7 +189,8 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     return Ok(());
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;
-                let (plan, record) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+                let (plan, mut record) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+                record.args = inputs::mode_args(inputs, inputs::NETWORK_NAT_KEYS);
                 if !start_host(&handle, args, "nat", &plan, &record).await? {
                     return Ok(());
                 }
@@ -195,7 +200,7 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
             "stop" => {
                 let Some(record) = started else { return Ok(()) };
                 refuse_while_online("nat")?;
-                stop_host(&handle, args, "nat", &plan_nat::host_down(&record, &sysctls_now(&record.sysctls))).await
+                stop_host(&handle, args, "nat", &plan_nat::host_down(&record, &observe::sysctls_now(&record.sysctls))).await
             }
             "status" => {
                 let Some(record) = started else { bail!("nat mode: not started") };
@@ -253,15 +258,14 @@ async fn start_host<H: serde::Serialize>(handle: &rtnetlink::Handle, args: &Netw
 /// Stop undoes the host-wide part only once no guest of the mode depends on it.
 fn refuse_while_online(mode: &str) -> Result<()> {
     let online: Vec<String> = state::all_vifs()?.iter().filter(|j| j.mode() == mode).map(|j| j.kernel_name().to_string()).collect();
+    refuse_while(&online, mode)
+}
+
+fn refuse_while(online: &[String], mode: &str) -> Result<()> {
     if !online.is_empty() {
         bail!("guests are still online in {mode} mode ({}): take their vifs offline first", online.join(" "));
     }
     Ok(())
-}
-
-/// The current values of the sysctls a start changed.
-fn sysctls_now(changed: &[plan_route::SysctlChange]) -> std::collections::BTreeMap<String, String> {
-    changed.iter().filter_map(|c| observe::sysctl(&c.key).map(|v| (c.key.clone(), v))).collect()
 }
 
 async fn stop_host(handle: &rtnetlink::Handle, args: &NetworkArgs, mode: &str, plan: &Plan) -> Result<()> {

@@ -9,8 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::config::inputs::{self, Inputs};
 use crate::config::kv;
 use crate::model::{DevType, IfName};
-use crate::plan::{bridge as plan_bridge, nat as plan_nat, route as plan_route, Plan, VifJournal};
+use crate::plan::{bridge as plan_bridge, device_index, nat as plan_nat, route as plan_route, Origin, Plan, VifJournal};
 use crate::xenstore::XenStore;
+use super::undo;
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
@@ -106,13 +107,24 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
         }
     }
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
-    let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name };
+    let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name, xenbus_path };
     let rt = crate::cli::runtime()?;
     let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
     if action == Action::Down {
         return rt.block_on(down(&call));
     }
-    let previous = state::read_vif(kernel_name.as_str())?;
+    // An unreadable journal is overwritten by this online; a stale one is undone first.
+    let previous = match state::read_vif(kernel_name.as_str()) {
+        Err(e @ state::StateError::Corrupt { .. }) => {
+            log::warn(&format!("{e}; replacing it"));
+            None
+        }
+        r => r?,
+    };
+    let previous = match previous {
+        Some(j) => rt.block_on(undo::unless_stale(j, &inputs, args.dry_run))?,
+        None => None,
+    };
     let outcome = match args.mode.as_str() {
         "route" => rt.block_on(route_up(&call, previous))?,
         "nat" => rt.block_on(nat_up(&call, previous))?,
@@ -132,12 +144,14 @@ struct Call<'a> {
     kernel_name: &'a IfName,
     /// The domain's name from xenstore (nat mode).
     domain_name: Option<inputs::Sourced>,
+    xenbus_path: Option<&'a str>,
 }
 
 impl Call<'_> {
     /// Journal first, then the plan; on failure nothing is left on the host, and the
     /// journal goes back to what it was.
-    async fn apply(&self, handle: &rtnetlink::Handle, plan: &Plan, journal: VifJournal, previous: Option<&VifJournal>) -> Result<()> {
+    async fn apply(&self, handle: &rtnetlink::Handle, plan: &Plan, mut journal: VifJournal, previous: Option<&VifJournal>, ifindex: Option<u32>) -> Result<()> {
+        journal.set_origin(Origin { ifindex, backend: self.xenbus_path.map(String::from) });
         state::write_vif(&journal)?;
         if let Err(e) = apply::setup(handle, plan).await {
             match previous {
@@ -157,13 +171,14 @@ impl Call<'_> {
         plan: &Plan,
         journal: VifJournal,
         previous: Option<&VifJournal>,
+        ifindex: Option<u32>,
         mode: &str,
         new_host: Option<&H>,
     ) -> Result<()> {
         if let Some(h) = new_host {
             state::write_host(mode, h)?;
         }
-        let applied = self.apply(handle, plan, journal, previous).await;
+        let applied = self.apply(handle, plan, journal, previous, ifindex).await;
         if applied.is_err() && new_host.is_some() {
             state::remove_host(mode)?;
         }
@@ -196,7 +211,9 @@ enum Outcome {
 }
 
 async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome> {
-    let mode = inputs::bridge_mode(call.inputs)?;
+    // The mode's own bridge (the one vifnet may create) is the mode file's: a vif's
+    // `bridge` names where it goes, from whatever source, and is never created.
+    let mode = inputs::bridge_mode(&Inputs::default())?;
     let vif = inputs::bridged_vif(call.inputs, &mode, call.dev_type)?;
     let prev = call.earlier(previous.as_ref(), VifJournal::bridge)?;
     let handle = apply::connect()?;
@@ -207,7 +224,8 @@ async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outc
     if call.print(&plan) {
         return Ok(Outcome::DryRun);
     }
-    call.apply(&handle, &plan, VifJournal::Bridge(record.clone()), previous.as_ref()).await?;
+    let ifindex = device_index(&vif.kernel_name, &vif.name, &facts);
+    call.apply(&handle, &plan, VifJournal::Bridge(record.clone()), previous.as_ref(), ifindex).await?;
     log::info(&format!("{}: on bridge {}{}", record.name, record.bridge, antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: Some(record.mtu) })
 }
@@ -227,7 +245,8 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
         Some(h) => (Plan::default(), h, false),
         None => {
             let facts = observe::route_host(&handle, &mode).await?;
-            let (p, h) = plan_route::host_up(&mode, &facts)?;
+            let (p, mut h) = plan_route::host_up(&mode, &facts)?;
+            h.args = inputs::mode_args(call.inputs, inputs::NETWORK_ROUTE_KEYS);
             (p, h, true)
         }
     };
@@ -247,60 +266,36 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
     if call.print(&plan) {
         return Ok(Outcome::DryRun);
     }
-    call.apply_with_host(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref(), "route", host_is_new.then_some(&host)).await?;
+    let ifindex = device_index(&vif.kernel_name, &vif.name, &facts);
+    call.apply_with_host(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref(), ifindex, "route", host_is_new.then_some(&host)).await?;
     let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
     log::info(&format!("{}: routes {}{}", record.name, ips.join(" "), antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
 }
 
 /// `offline` / `remove`: from the journal, whatever the mode was; without one (state lost,
-/// or never online), what the inputs describe.
+/// or never online) or with an unreadable one, what the inputs describe.
 async fn down(call: &Call<'_>) -> Result<()> {
-    let journal = match state::read_vif(call.kernel_name.as_str())? {
-        Some(j) => j,
-        None => {
-            let guessed = match call.args.mode.as_str() {
-                // Without its journal a NATed vif's address cannot be known for sure.
-                "nat" => return Ok(()),
-                "route" => {
-                    let mode = inputs::route_mode(call.inputs)?;
-                    let host = state::read_host::<plan_route::HostRecord>("route")?.unwrap_or_else(|| plan_route::HostRecord::not_started(&mode));
-                    inputs::routed_vif(call.inputs, &host.mode, call.dev_type)
-                        .map(|v| VifJournal::Route(plan_route::record(&v, &host, plan_route::answered(&host.mode, &[]))))
-                }
-                _ => {
-                    let mode = inputs::bridge_mode(call.inputs)?;
-                    inputs::bridged_vif(call.inputs, &mode, call.dev_type).map(|v| VifJournal::Bridge(plan_bridge::record(&v, v.bridge.clone(), 0)))
-                }
-            };
-            match guessed {
-                Ok(j) => j,
-                Err(_) => return Ok(()),
-            }
+    let name = call.kernel_name.as_str();
+    let journal = match state::read_vif(name) {
+        Ok(Some(j)) => Some(j),
+        Ok(None) => None,
+        Err(e @ state::StateError::Corrupt { .. }) => {
+            log::warn(&format!("{e}; undoing what the inputs describe"));
+            None
         }
+        Err(e) => return Err(e.into()),
     };
-    let plan = match &journal {
-        VifJournal::Bridge(r) => plan_bridge::vif_down(r),
-        VifJournal::Route(r) => plan_route::vif_down(r),
-        VifJournal::Nat(r) => {
-            // The host-wide part's settings; if its record is lost, the mode file's.
-            let (mode, pidfile) = match state::read_host::<plan_nat::NatHostRecord>("nat")? {
-                Some(h) => (h.mode.clone(), h.pidfile().to_path_buf()),
-                None => {
-                    let m = inputs::nat_mode(call.inputs)?;
-                    let pidfile = m.dnsmasq_pidfile.clone();
-                    (m, pidfile)
-                }
-            };
-            plan_nat::vif_down(r, &mode, &pidfile, &observe::file_text(&mode.hosts)?, &observe::file_text(&mode.ethers)?)
-        }
+    let Some(journal) = journal.map_or_else(|| undo::guessed(&call.args.mode, call.inputs, call.dev_type), |j| Ok(Some(j)))? else {
+        // Nothing certain to undo; an unreadable journal goes all the same.
+        return if call.args.dry_run { Ok(()) } else { Ok(state::remove_vif(name)?) };
     };
+    let plan = undo::down_plan(&journal, call.inputs)?;
     if call.print(&plan) {
         return Ok(());
     }
     let handle = apply::connect()?;
-    apply::teardown(&handle, &plan).await.with_context(|| format!("{}: offline", call.kernel_name))?;
-    state::remove_vif(call.kernel_name.as_str())?;
+    undo::apply_down(&handle, name, &plan).await.with_context(|| format!("{}: offline", call.kernel_name))?;
     match &journal {
         VifJournal::Bridge(r) => log::info(&format!("{}: off bridge {}", r.name, r.bridge)),
         VifJournal::Route(r) => log::info(&format!("{}: no longer routed", r.name)),
@@ -322,7 +317,8 @@ async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome
         Some(h) => (Plan::default(), h, false),
         None => {
             let facts = observe::nat_host(&handle, &mode).await?;
-            let (p, h) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+            let (p, mut h) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+            h.args = inputs::mode_args(call.inputs, inputs::NETWORK_NAT_KEYS);
             (p, h, true)
         }
     };
@@ -332,7 +328,8 @@ async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome
     if call.print(&plan) {
         return Ok(Outcome::DryRun);
     }
-    call.apply_with_host(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref(), "nat", host_is_new.then_some(&host)).await?;
+    let ifindex = device_index(&vif.kernel_name, &vif.name, &facts.links);
+    call.apply_with_host(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref(), ifindex, "nat", host_is_new.then_some(&host)).await?;
     log::info(&format!("{}: {} is {} (host side {}){}", record.name, record.hostname, record.guest, record.host_side, antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
 }

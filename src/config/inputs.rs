@@ -79,6 +79,17 @@ impl Inputs {
     }
 }
 
+/// The `key=value` arguments among `keys` (a mode's): what a started mode records, so that
+/// its mode file can be read again under the same arguments.
+pub fn mode_args(inputs: &Inputs, keys: &[&str]) -> Vec<(String, String)> {
+    inputs.args.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Arguments recorded by `mode_args`, as inputs.
+pub fn from_args(args: &[(String, String)]) -> Inputs {
+    Inputs { args: args.iter().cloned().collect(), ..Default::default() }
+}
+
 super::modefile::mode_file! {
     /// modes/bridge.toml as read.
     BridgeModeFile { bridge: String, create_bridge: bool, netdev: String, takeover: bool, antispoof: bool }

@@ -18,6 +18,8 @@ use crate::plan::route::{self as plan_route, HostFacts, RouteMode};
 use crate::plan::takeover::UplinkFacts;
 use crate::plan::{Facts, LinkFacts};
 
+pub mod snapshot;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("reading {what}: {err}")]
@@ -195,6 +197,11 @@ async fn link_name(handle: &Handle, index: u32) -> Result<Option<IfName>, Observ
 /// The value of /proc/sys/`key` (slash form); None when the key does not exist here.
 pub fn sysctl(key: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/sys/{key}")).ok().map(|s| s.trim().to_string())
+}
+
+/// The current values of the sysctls a mode's start changed (for its stop).
+pub fn sysctls_now(changed: &[plan_route::SysctlChange]) -> std::collections::BTreeMap<String, String> {
+    changed.iter().filter_map(|c| sysctl(&c.key).map(|v| (c.key.clone(), v))).collect()
 }
 
 /// What the host-wide part of route mode depends on: the uplink, the sysctls it may

@@ -77,6 +77,7 @@ pub fn record(vif: &BridgedVif, bridge: IfName, mtu: u32) -> BridgeVifRecord {
         ips: vif.ips.clone(),
         antispoof: vif.antispoof,
         mtu,
+        origin: Default::default(),
     }
 }
 

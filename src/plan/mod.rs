@@ -2,6 +2,7 @@
 //! model and from what `observe` read. Only `apply` carries them out; `--dry-run` prints them.
 
 pub mod bridge;
+pub mod check;
 pub mod nat;
 pub mod nft;
 pub mod route;
@@ -67,6 +68,8 @@ pub enum PlanError {
     NotInPrefix { ip: String, prefix: String },
     #[error("ip {ip}: its machine number belongs to {owner}")]
     AddressTaken { ip: String, owner: String },
+    #[error("name {name}: its address {ip} is online already for MAC {mac} (another vif with the same machine name); give the domain another name, or take that vif offline")]
+    NameOnline { name: String, ip: String, mac: String },
     #[error("bridge {bridge}: no such bridge (create it, or name it as `bridge` in the bridge mode file so that vifnet creates it)")]
     NoBridge { bridge: String },
     #[error("bridge {bridge}: {bridge} exists but is not a bridge")]
@@ -261,6 +264,28 @@ impl VifJournal {
             VifJournal::Nat(r) => &r.kernel_name,
         }
     }
+    /// The device's name once online (`vifname`, else the kernel's name).
+    pub fn name(&self) -> &IfName {
+        match self {
+            VifJournal::Bridge(r) => &r.name,
+            VifJournal::Route(r) => &r.name,
+            VifJournal::Nat(r) => &r.name,
+        }
+    }
+    pub fn origin(&self) -> &Origin {
+        match self {
+            VifJournal::Bridge(r) => &r.origin,
+            VifJournal::Route(r) => &r.origin,
+            VifJournal::Nat(r) => &r.origin,
+        }
+    }
+    pub fn set_origin(&mut self, origin: Origin) {
+        match self {
+            VifJournal::Bridge(r) => r.origin = origin,
+            VifJournal::Route(r) => r.origin = origin,
+            VifJournal::Nat(r) => r.origin = origin,
+        }
+    }
     pub fn mode(&self) -> &'static str {
         match self {
             VifJournal::Bridge(_) => "bridge",
@@ -327,4 +352,52 @@ pub struct BridgeVifRecord {
     pub ips: Vec<IpNetwork>,
     pub antispoof: bool,
     pub mtu: u32,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+/// Where a journalled vif came from, so that a later call can tell its journal is stale:
+/// the device's ifindex when it came online (a device of that name with another index is
+/// a new guest's), and the xenstore backend libxl named (XENBUS_PATH), for `gc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
+/// Whether a journal still describes a device that is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Live,
+    /// No link of the journal's name.
+    DeviceGone,
+    /// A link of that name, but another device than the one that came online.
+    Replaced { was: u32, now: u32 },
+}
+
+impl fmt::Display for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Liveness::Live => write!(f, "live"),
+            Liveness::DeviceGone => write!(f, "stale: device gone"),
+            Liveness::Replaced { was, now } => write!(f, "stale: ifindex {was} is now {now}"),
+        }
+    }
+}
+
+/// The liveness of `journal`, given the ifindex of the link named as its device now.
+pub fn liveness(journal: &VifJournal, index_now: Option<u32>) -> Liveness {
+    match (index_now, journal.origin().ifindex) {
+        (None, _) => Liveness::DeviceGone,
+        (Some(now), Some(was)) if now != was => Liveness::Replaced { was, now },
+        _ => Liveness::Live,
+    }
+}
+
+/// The index of a guest's device as observed for its online: under its kernel name, or
+/// under `vifname` when an earlier online renamed it.
+pub fn device_index(kernel_name: &IfName, name: &IfName, facts: &Facts) -> Option<u32> {
+    facts.link(kernel_name.as_str()).or_else(|| facts.link(name.as_str())).map(|l| l.index)
 }

@@ -157,6 +157,11 @@ pub fn ethers_with(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
     replace_lines(text, clashes, &format!("{mac} {ip}"))
 }
 
+/// The MAC the ethers file leases `ip` to, if any.
+pub fn ethers_owner(text: &str, ip: Ipv4Addr) -> Option<MacAddr> {
+    text.lines().filter_map(ethers_fields).find(|(_, a)| *a == IpAddr::V4(ip)).map(|(m, _)| m)
+}
+
 /// The ethers file without exactly the line `mac ip`.
 pub fn ethers_without(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
     text.lines().filter(|l| ethers_fields(l) != Some((mac, IpAddr::V4(ip)))).map(|l| format!("{l}\n")).collect()
@@ -207,6 +212,10 @@ pub struct NatHostRecord {
     pub uplink: IfName,
     pub sysctls: Vec<SysctlChange>,
     pub dnsmasq: Option<OwnDnsmasq>,
+    /// The `key=value` settings the mode started with (xend's network-script arguments):
+    /// `check` and `reload` read the mode file again under the same ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, String)>,
 }
 
 impl NatHostRecord {
@@ -244,7 +253,7 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
             pidfile: d.pidfile.clone(),
         });
     }
-    Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq }))
+    Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq, args: Vec::new() }))
 }
 
 /// `network nat start` once started: the masquerade again, for when a ruleset flush took
@@ -304,6 +313,8 @@ pub struct NatVifRecord {
     pub mtu: Option<u32>,
     /// proxy_arp on the vif before online.
     pub proxy_arp_was: String,
+    #[serde(flatten)]
+    pub origin: super::Origin,
 }
 
 /// What `observe` read for one nat vif.
@@ -344,6 +355,12 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     };
     let guest = guest_address(&mode.prefix, machine, iface);
     let name = hostname(&vif.domain_name, iface);
+    // Offline removes a vif's ethers line: another MAC leased this address is another vif
+    // online under the same machine name (this vif's own earlier online is no clash).
+    let ours_before = previous.is_some_and(|p| p.guest == guest);
+    if let Some(mac) = ethers_owner(&facts.ethers, guest).filter(|m| *m != vif.mac && !ours_before) {
+        return Err(PlanError::NameOnline { name, ip: guest.to_string(), mac: mac.to_string() });
+    }
     let rec = NatVifRecord {
         kernel_name: vif.kernel_name.clone(),
         name: vif.name.clone(),
@@ -356,6 +373,7 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
         metric: super::route::metric(vif.dev_type),
         mtu: vif.mtu,
         proxy_arp_was: previous.map(|p| p.proxy_arp_was.clone()).unwrap_or_else(|| facts.proxy_arp.clone()),
+        origin: Default::default(),
     };
     let mut plan = Plan::default();
     plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, &facts.links)?);

@@ -64,6 +64,10 @@ pub struct HostRecord {
     pub created_link: bool,
     /// The gateway addresses we added to the link (none that it had already).
     pub gateway_addrs: Vec<IpNetwork>,
+    /// The `key=value` settings the mode started with (xend's network-script arguments):
+    /// `check` and `reload` read the mode file again under the same ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, String)>,
 }
 
 impl HostRecord {
@@ -76,6 +80,7 @@ impl HostRecord {
             gateway_link: None,
             created_link: false,
             gateway_addrs: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct RouteVifRecord {
     /// The uplink that answers for the guest's addresses, and those addresses.
     pub proxy_dev: Option<IfName>,
     pub proxied: Vec<IpAddr>,
+    #[serde(flatten)]
+    pub origin: super::Origin,
 }
 
 /// The value route mode wants for `key`, given its current value `now`; None: leave it.
@@ -255,6 +262,7 @@ pub fn record(vif: &RoutedVif, host: &HostRecord, answered: Vec<IpNetwork>) -> R
         answered,
         proxy_dev: if proxied.is_empty() { None } else { host.uplink.clone() },
         proxied,
+        origin: Default::default(),
     }
 }
 

@@ -1,0 +1,131 @@
+//! `vifnet check [--json] [--repair]`: every difference between what vifnet recorded (the
+//! journals, the started modes' records and their mode files) and what the kernel, nft,
+//! dnsmasq and the hosts and ethers files have. Exit 0 when there is none, 2 when there is
+//! drift; `--repair` mends it all (as `reload` does).
+
+use anyhow::Result;
+
+use super::{reload, undo};
+use crate::config::inputs::{self, Inputs};
+use crate::plan::check::{self as plan_check, Drift, Expected, Fix, JournalEntry, Snapshot};
+use crate::plan::nft::Table;
+use crate::plan::{nat as plan_nat, route as plan_route};
+use crate::{apply, log, observe, state};
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// One JSON array of differences (subject, object, problem) instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// Mend every difference: re-apply what is missing, undo the state of vifs whose device
+    /// is gone, remove what is ours and unaccounted for, reload a changed mode file.
+    #[arg(long)]
+    repair: bool,
+}
+
+/// Exit status of a check that found drift.
+pub const DRIFT: i32 = 2;
+
+pub fn run(args: CheckArgs) -> Result<i32> {
+    let rt = crate::cli::runtime()?;
+    // A check between a concurrent online's journal and its plan would see a half-made vif.
+    let _lock = state::lock(crate::cli::vif::LOCK_TIMEOUT)?;
+    rt.block_on(async {
+        let handle = apply::connect()?;
+        let (_, snap, drifts) = survey(&handle).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&drifts)?);
+        } else {
+            for d in &drifts {
+                println!("{d}");
+            }
+        }
+        if drifts.is_empty() {
+            if !args.json {
+                println!("all as recorded");
+            }
+            return Ok(0);
+        }
+        if !args.repair {
+            return Ok(DRIFT);
+        }
+        mend(&handle, snap, drifts).await?;
+        log::info("repaired");
+        Ok(0)
+    })
+}
+
+/// What vifnet recorded, what the host has, and every difference.
+pub async fn survey(handle: &rtnetlink::Handle) -> Result<(Expected, Snapshot, Vec<Drift>)> {
+    let exp = expected()?;
+    let mut snap = observe::snapshot::snapshot(handle, &plan_check::needs(&exp)).await?;
+    for table in [Table::Bridge, Table::Inet] {
+        if let Some(elems) = apply::nft::elements(table)? {
+            snap.elems.push((table, elems));
+        }
+    }
+    let drifts = plan_check::drift(&exp, &snap);
+    Ok((exp, snap, drifts))
+}
+
+/// The journals, the started modes' records, and what their mode files say now.
+fn expected() -> Result<Expected> {
+    let mut exp = Expected::default();
+    for f in state::journal_files()? {
+        exp.journals.push(match f.journal {
+            Ok(j) => JournalEntry::Read(j),
+            Err(e) => JournalEntry::Corrupt { kernel_name: f.kernel_name, error: e.to_string() },
+        });
+    }
+    exp.route = state::read_host::<plan_route::HostRecord>("route")?;
+    exp.nat = state::read_host::<plan_nat::NatHostRecord>("nat")?;
+    if let Some(r) = &exp.route {
+        match inputs::route_mode(&inputs::from_args(&r.args)) {
+            Ok(now) => exp.mode_changes.extend(plan_check::mode_changes("route", &r.mode, &now)),
+            Err(e) => exp.mode_errors.push(("route", e.to_string())),
+        }
+    }
+    if let Some(n) = &exp.nat {
+        match inputs::nat_mode(&inputs::from_args(&n.args)) {
+            Ok(now) => exp.mode_changes.extend(plan_check::mode_changes("nat", &n.mode, &now)),
+            Err(e) => exp.mode_errors.push(("nat", e.to_string())),
+        }
+    }
+    Ok(exp)
+}
+
+/// Mends `drifts`: first what changes the records (unreadable journals forgotten, stale
+/// ones undone, changed mode files reloaded), then, read again, what is missing is made
+/// and what nothing accounts for is removed. Every step is idempotent.
+pub async fn mend(handle: &rtnetlink::Handle, snap: Snapshot, drifts: Vec<Drift>) -> Result<()> {
+    let mut modes: Vec<&'static str> = Vec::new();
+    let mut records_changed = false;
+    for d in &drifts {
+        match &d.fix {
+            Fix::Forget(name) => {
+                state::remove_vif(name)?;
+                records_changed = true;
+            }
+            Fix::Undo(j) => {
+                let plan = undo::down_plan(j, &Inputs::default())?;
+                undo::apply_down(handle, j.kernel_name().as_str(), &plan).await?;
+                records_changed = true;
+            }
+            Fix::Reload(mode) if !modes.contains(mode) => modes.push(mode),
+            _ => {}
+        }
+    }
+    for mode in modes {
+        reload::mode(handle, mode).await?;
+        records_changed = true;
+    }
+    let (snap, drifts) = if records_changed {
+        let (_, snap, drifts) = survey(handle).await?;
+        (snap, drifts)
+    } else {
+        (snap, drifts)
+    };
+    apply::setup(handle, &plan_check::additions(&drifts, &snap)).await?;
+    apply::teardown(handle, &plan_check::removals(&drifts)).await?;
+    Ok(())
+}
