@@ -221,3 +221,111 @@ fn concurrent_onlines_and_offlines_lose_nothing() {
     lab.ok(&["network", "route", "stop"]);
     assert_eq!(lab.snapshot(), before);
 }
+
+/// `vifnet check` and its exit status and output.
+fn check(lab: &RouteLab, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["check"];
+    args.extend_from_slice(extra);
+    let out = lab.vifnet(&args);
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What drifts on a host that lives for years, all at once: a firewall reload, forwarding
+/// reset by another tool, a route and the gateway's address deleted by hand, a guest gone
+/// without its offline, an element nothing accounts for. `check` names each on a line of
+/// its own; `--repair` gives back exactly what was online, and a second check is clean.
+#[test]
+fn check_names_every_drift_and_repair_gives_back_exactly_what_was_online() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = RouteLab::new(2, "bridge", false);
+    lab.ok(&["network", "route", "start"]);
+    lab.online(1);
+    lab.online(2);
+    assert_eq!(check(&lab, &[]), (Some(0), "all as recorded\n".to_string()));
+    let online = lab.snapshot();
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.dom0.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    lab.dom0.ok(&["ip", "route", "del", &guest_ip(1), "dev", "vif1.0", "proto", "118"]);
+    lab.dom0.ok(&["ip", "addr", "del", GATEWAY.split(' ').next().unwrap(), "dev", "dummy0"]);
+    let (code, out) = check(&lab, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    let g1 = guest_ip(1);
+    for line in [
+        "route mode: sysctl net/ipv4/ip_forward = 1: is 0".to_string(),
+        "route mode: address 203.0.113.193/29 on dummy0: missing".into(),
+        format!("vif1.0: route {g1}/32 dev vif1.0 metric 2: missing"),
+        format!("vif1.0: element inet vifnet vif_ip4 {{ \"vif1.0\" . {g1} }}: missing"),
+        "vif2.0: element inet vifnet guarded { \"vif2.0\" }: missing".into(),
+    ] {
+        assert!(out.lines().any(|l| l == line), "no line {line:?} in:\n{out}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&check(&lab, &["--json"]).1).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), out.lines().count(), "one object per line");
+    assert_eq!(check(&lab, &["--repair"]).0, Some(0));
+    assert_eq!(check(&lab, &[]), (Some(0), "all as recorded\n".to_string()));
+    assert_eq!(lab.snapshot().sorted(), online.sorted(), "repair gives back exactly what was online");
+    assert!(lab.guest(1).pings(INET_IP));
+
+    // A guest destroyed without its offline, and an element of ours nothing accounts for.
+    lab.dom0.ok(&["ip", "link", "del", "vif2.0"]);
+    lab.dom0.ok(&["nft", "add", "element", "inet", "vifnet", "guarded", "{ \"vif7.0\" }"]);
+    let (code, out) = check(&lab, &[]);
+    assert_eq!(code, Some(2));
+    assert!(out.lines().any(|l| l == "vif2.0: journal of route mode: stale: device gone"), "{out}");
+    assert!(out.lines().any(|l| l == "vif7.0: element inet vifnet guarded { \"vif7.0\" }: not in any journal"), "{out}");
+    assert!(!out.contains("vif2.0: element"), "a stale journal's objects are its own line's: {out}");
+    assert_eq!(check(&lab, &["--repair"]).0, Some(0));
+    assert_eq!(check(&lab, &[]).0, Some(0));
+    let ruleset = lab.dom0.ok(&["nft", "list", "ruleset"]);
+    assert!(!ruleset.contains("vif2.0") && !ruleset.contains("vif7.0") && ruleset.contains("vif1.0"), "{ruleset}");
+    assert_eq!(lab.dirs.journal_count(), 1);
+    lab.offline(1);
+    lab.ok(&["network", "route", "stop"]);
+    assert_eq!(lab.our_routes(), "");
+    assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
+}
+
+/// An administrator edits route.toml while a guest runs: `check` names the key, `reload`
+/// takes a change that can be made under a running guest (uplink_proxy) and refuses one
+/// that cannot (the gateway's link) with one line and nothing changed; with no guest
+/// online, reload starts the mode again with its new file.
+#[test]
+fn reload_takes_an_edited_mode_file_under_guests_or_refuses_it_changing_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = RouteLab::new(1, "bridge", false);
+    let before = lab.snapshot();
+    lab.online(1);
+    let file = lab.dirs.modes.join("route.toml");
+    let original = read(&file);
+    std::fs::write(&file, original.replace("uplink_proxy = false", "uplink_proxy = true")).unwrap();
+    let (code, out) = check(&lab, &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(out, "route mode: mode file key uplink_proxy: changed since the mode started: false -> true\n");
+    lab.ok(&["reload"]);
+    let proxies = lab.dom0.ok(&["ip", "neigh", "show", "proxy"]);
+    assert!(proxies.contains(&format!("{} dev up0", guest_ip(1))), "{proxies}");
+    assert_eq!(check(&lab, &[]).0, Some(0));
+    assert!(lab.guest(1).pings(INET_IP));
+
+    let proxied = lab.snapshot();
+    std::fs::write(&file, read(&file) + "gateway_link = \"gw1\"\n").unwrap();
+    let out = lab.vifnet(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("gateway_link changed (dummy0 -> gw1) while guests are online (vif1.0)"), "{err}");
+    assert_eq!(lab.snapshot(), proxied, "a refused reload changes nothing");
+
+    lab.offline(1);
+    lab.ok(&["reload"]);
+    let gw = lab.dom0.ok(&["ip", "-br", "addr", "show", "dev", "gw1"]);
+    assert!(gw.contains("203.0.113.193/29"), "{gw}");
+    assert!(!lab.dom0.succeeds(&["ip", "link", "show", "dummy0"]), "the old gateway link went with the old settings");
+    assert_eq!(check(&lab, &[]), (Some(0), "all as recorded\n".to_string()));
+    lab.ok(&["network", "route", "stop"]);
+    assert_eq!(lab.snapshot(), before);
+}

@@ -41,6 +41,26 @@ pub struct Snapshot {
     pub ruleset: String,
 }
 
+impl Snapshot {
+    /// The same, with each `ip -j` list in a fixed order: an address put back comes after
+    /// the others in the kernel's local table, in the same place in every other respect.
+    pub fn sorted(mut self) -> Snapshot {
+        let sort = |text: &str| -> String {
+            text.lines()
+                .map(|l| {
+                    let mut v: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(l).unwrap().iter().map(|x| x.to_string()).collect();
+                    v.sort();
+                    v.join(",")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        self.routes = sort(&self.routes);
+        self.addresses = sort(&self.addresses);
+        self
+    }
+}
+
 impl RouteLab {
     /// `n` guests, not yet online, and the mode file: `kind` holds the gateway; with
     /// `uplink_proxy` upstream treats the blocks as on-link, else it routes them to dom0.
