@@ -503,3 +503,74 @@ fn started_as_vif_bridge_and_network_bridge_it_acts_as_those_scripts() {
     assert_eq!(lab.nft_elements(), "");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second online of a vif that is up changes nothing at all: links, addresses (the
+/// port's link-local one too), routes, the ruleset and the journal, byte for byte.
+#[test]
+fn a_second_online_changes_nothing_at_all() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    lab.online(1, &[]);
+    let once = (host_dump(&lab.dom0), state_bytes(&lab.dirs));
+    assert!(lab.dom0.ok(&["ip", "-6", "addr", "show", "dev", "vif1.0"]).contains("fe80::"), "the port has its link-local address");
+    lab.online(1, &[]);
+    assert_eq!((host_dump(&lab.dom0), state_bytes(&lab.dirs)), once);
+    assert!(lab.guest(1).pings(LAN_IP));
+}
+
+/// `network bridge stop` with a guest on the bridge refuses and names it, as route and
+/// nat mode do; a vif naming a bridge that does not exist is refused alike whether the
+/// name came as an argument, from the environment or from xenstore, and nothing is made.
+#[test]
+fn bridge_stop_refuses_with_guests_and_a_missing_bridge_is_refused_from_every_source() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    lab.online(1, &[]);
+    let out = vifnet(&lab.dom0, &lab.dirs, &[], &["network", "bridge", "stop"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("guests are still online in bridge mode (vif1.0)"), "{err}");
+    assert!(lab.dom0.succeeds(&["ip", "link", "show", "xenbr0"]));
+    lab.offline(1);
+    let before = host_dump(&lab.dom0);
+    let sock = std::env::temp_dir().join(unique("xs.sock"));
+    let xs = vifnet::xenstore::fake::serve(&sock);
+    xs.set("/local/domain/0/backend/vif/1/0/bridge", "xenbr7");
+    let xenstore = [("XENBUS_PATH", "backend/vif/1/0"), ("XENSTORED_PATH", sock.to_str().unwrap()), ("vif", "vif1.0")];
+    for (source, env, args) in [
+        ("argument", vec![], vec!["vif", "bridge", "online", "vif=vif1.0", "bridge=xenbr7"]),
+        ("environment", vec![("bridge", "xenbr7")], vec!["vif", "bridge", "online", "vif=vif1.0"]),
+        ("xenstore", xenstore.to_vec(), vec!["vif", "bridge", "online", "type_if=vif"]),
+    ] {
+        let out = vifnet(&lab.dom0, &lab.dirs, &env, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{source}: {err}");
+        assert_eq!(err.lines().count(), 1, "{source}: {err}");
+        assert!(err.contains("bridge xenbr7: no such bridge"), "{source}: {err}");
+        assert_eq!(host_dump(&lab.dom0), before, "{source}: nothing made");
+    }
+    assert!(xs.get("/local/domain/0/backend/vif/1/0/hotplug-error").unwrap().contains("bridge xenbr7: no such bridge"));
+}
+
+/// A port taken off its bridge by hand (or by another tool) is found by `check` and put
+/// back by `check --repair`; the guest reaches the lan host again.
+#[test]
+fn check_finds_a_port_off_its_bridge_and_repair_puts_it_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = lab(1);
+    lab.online(1, &[]);
+    lab.dom0.ok(&["ip", "link", "set", "vif1.0", "nomaster"]);
+    let out = vifnet(&lab.dom0, &lab.dirs, &[], &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "vif1.0: port vif1.0 of bridge xenbr0: not on bridge xenbr0\n");
+    vifnet_ok(&lab.dom0, &lab.dirs, &[], &["check", "--repair"]);
+    assert_eq!(vifnet_ok(&lab.dom0, &lab.dirs, &[], &["check"]), "all as recorded\n");
+    lab.guest(1).wait_up("eth0");
+    assert!(lab.guest(1).pings(LAN_IP));
+}

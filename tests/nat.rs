@@ -313,3 +313,64 @@ fn offline_and_stop_after_a_ruleset_flush_succeed_and_leave_nothing() {
     assert_eq!(lab.dnsmasq_pid(), None);
     assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
 }
+
+/// A second online changes nothing at all: links, addresses, routes, the ruleset, the
+/// hosts and ethers files and the journals, byte for byte, and dnsmasq is not signalled.
+/// A second vif given the same machine name (and so the same address) is refused, and
+/// the first one's ethers line stays.
+#[test]
+fn a_second_online_changes_nothing_and_a_machine_name_online_elsewhere_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let _g1 = lab.guest("vif1.0", "00:16:3e:00:04:01");
+    let _g2 = lab.guest("vif2.0", "00:16:3e:00:04:02");
+    lab.online("vif1.0", "web", "00:16:3e:00:04:01");
+    let dump = || (host_dump(&lab.dom0), lab.hosts(), lab.ethers(), state_bytes(&lab.dirs));
+    let once = dump();
+    lab.online("vif1.0", "web", "00:16:3e:00:04:01");
+    assert_eq!(dump(), once);
+    let out = lab.vifnet(&["vif", "nat", "online", "vif=vif2.0", "name=web", "mac=00:16:3e:00:04:02"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("name web: its address 10.0.0.1 is online already for MAC 00:16:3e:00:04:01"), "{err}");
+    assert_eq!(dump(), once, "nothing changed");
+    lab.offline("vif1.0");
+    lab.ok(&["network", "nat", "stop"]);
+}
+
+/// Lines of the hosts and ethers files lost to an edit, and our dnsmasq killed: `check`
+/// names each, `--repair` writes the lines back (the administrator's lines kept) and
+/// starts dnsmasq again, and the guest leases its address.
+#[test]
+fn check_finds_lost_lines_and_a_dead_dnsmasq_and_repair_mends_them() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut lab = NatLab::new();
+    let g = lab.guest("vif3.0", "00:16:3e:00:05:01");
+    lab.online("vif3.0", "db", "00:16:3e:00:05:01");
+    let (hosts, ethers) = (lab.hosts(), lab.ethers());
+    let pid = lab.dnsmasq_pid().expect("our dnsmasq runs");
+    std::process::Command::new("kill").arg(&pid).status().unwrap();
+    while lab.dnsmasq_pid().is_some_and(|p| p == pid) && std::path::Path::new(&format!("/proc/{pid}/comm")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::write(lab.dirs.state.parent().unwrap().join("hosts"), "").unwrap();
+    std::fs::write(lab.etc[0].join("ethers"), "# the administrator's\n02:00:00:00:00:99 192.0.2.99\n").unwrap();
+    let out = lab.vifnet(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("nat mode: dnsmasq of ") && l.ends_with(": not running")), "{text}");
+    assert!(text.contains("vif3.0: line \"10.0.0.1 db db.xen.internal\" in "), "{text}");
+    assert!(text.contains("vif3.0: line \"00:16:3e:00:05:01 10.0.0.1\" in /etc/ethers: missing or different"), "{text}");
+    lab.ok(&["check", "--repair"]);
+    assert_eq!(String::from_utf8_lossy(&lab.vifnet(&["check"]).stdout), "all as recorded\n");
+    assert_eq!((lab.hosts(), lab.ethers()), (hosts, ethers), "the lines are back, the administrator's kept");
+    assert!(lab.dnsmasq_pid().is_some());
+    assert_eq!(lease(&g, &lab.dirs), Some(("10.0.0.1".into(), "10.0.0.129".into())));
+    lab.offline("vif3.0");
+    lab.ok(&["network", "nat", "stop"]);
+}

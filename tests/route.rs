@@ -329,3 +329,20 @@ fn reload_takes_an_edited_mode_file_under_guests_or_refuses_it_changing_nothing(
     lab.ok(&["network", "route", "stop"]);
     assert_eq!(lab.snapshot(), before);
 }
+
+/// A second online changes nothing at all: links, addresses, routes, proxy entries, the
+/// ruleset and the journals, byte for byte (with `uplink_proxy`, the announcements only
+/// say again what upstream knows).
+#[test]
+fn a_second_online_changes_nothing_at_all() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = RouteLab::new(1, "bridge", true);
+    lab.online(1);
+    let once = (host_dump(&lab.dom0), state_bytes(&lab.dirs), lab.dropin());
+    lab.online(1);
+    assert_eq!((host_dump(&lab.dom0), state_bytes(&lab.dirs), lab.dropin()), once);
+    lab.offline(1);
+    lab.ok(&["network", "route", "stop"]);
+}

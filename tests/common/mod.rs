@@ -265,3 +265,41 @@ pub fn uplink_snapshot(ns: &Netns, dev: &str) -> Vec<String> {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Everything a verb may change in `ns`, as `ip -j` and `nft -j` print it (no counter
+/// values): links, addresses, routes of both families in every table, proxy entries, the
+/// ruleset. Taken once no address is tentative any more, so that two dumps of an unchanged
+/// host are equal.
+pub fn host_dump(ns: &Netns) -> String {
+    for _ in 0..300 {
+        if !ns.ok(&["ip", "addr"]).contains("tentative") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    [
+        vec!["ip", "-j", "link"],
+        vec!["ip", "-j", "addr"],
+        vec!["ip", "-j", "-4", "route", "show", "table", "all"],
+        vec!["ip", "-j", "-6", "route", "show", "table", "all"],
+        vec!["ip", "-j", "neigh", "show", "proxy"],
+        vec!["nft", "-s", "-j", "list", "ruleset"],
+    ]
+    .iter()
+    .map(|argv| ns.ok(argv))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// The bytes of every journal and record in a state directory, by file name.
+pub fn state_bytes(dirs: &Dirs) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for dir in [dirs.state.clone(), dirs.state.join("vifs")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "json")) {
+            out.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
