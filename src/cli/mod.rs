@@ -1,5 +1,6 @@
 //! The command line: argv[0] dispatch (network-bridge, vif-bridge, ...), clap, exit codes.
 
+mod doctor;
 mod network;
 mod setup;
 mod status;
@@ -28,6 +29,9 @@ enum Command {
     /// Bring a whole configuration up from xend-config.sxp, xl.conf and domain configs;
     /// with --simulate, in network namespaces with stand-in guests (no Xen needed).
     Setup(setup::SetupArgs),
+    /// Inspect the host (read only): one line per thing that will break guests, with the
+    /// exact command or config line that fixes it; exit 2 when there is one.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's
@@ -58,6 +62,7 @@ pub fn main() -> i32 {
         Command::Vif(a) => vif::run(a),
         Command::Status(a) => status::run(a),
         Command::Setup(a) => setup::run(a),
+        Command::Doctor(a) => return doctor::main(a),
     };
     // Our exit must not wait for nf_tables to free what this call deleted.
     crate::apply::nft_netlink::release_socket();

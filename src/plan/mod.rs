@@ -2,6 +2,7 @@
 //! model and from what `observe` read. Only `apply` carries them out; `--dry-run` prints them.
 
 pub mod bridge;
+pub mod doctor;
 pub mod nat;
 pub mod nft;
 pub mod route;
