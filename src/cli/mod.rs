@@ -1,6 +1,7 @@
 //! The command line: argv[0] dispatch (network-bridge, vif-bridge, ...), clap, exit codes.
 
 mod check;
+mod doctor;
 mod gc;
 mod network;
 mod reload;
@@ -40,6 +41,9 @@ enum Command {
     /// Bring a whole configuration up from xend-config.sxp, xl.conf and domain configs;
     /// with --simulate, in network namespaces with stand-in guests (no Xen needed).
     Setup(setup::SetupArgs),
+    /// Inspect the host (read only): one line per thing that will break guests, with the
+    /// exact command or config line that fixes it; exit 2 when there is one.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's
@@ -72,6 +76,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a),
         Command::Reload(a) => reload::run(a).map(|()| 0),
         Command::Gc(a) => gc::run(a).map(|()| 0),
+        Command::Doctor(a) => doctor::run(a),
         Command::Setup(a) => setup::run(a).map(|()| 0),
     };
     // Our exit must not wait for nf_tables to free what this call deleted.

@@ -1,6 +1,8 @@
 //! Reading the host: links, addresses, routes and sysctls, into the plan's fact types.
 //! Reads only; nothing here changes anything.
 
+pub mod health;
+
 use std::net::IpAddr;
 
 use futures::TryStreamExt;

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod check;
+pub mod doctor;
 pub mod nat;
 pub mod nft;
 pub mod route;
