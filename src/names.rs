@@ -28,6 +28,21 @@ pub const ROUTE_PROTOCOL: u8 = 118;
 pub fn sysctl_dropin(mode: &str) -> String {
     format!("99-vifnet-{mode}.conf")
 }
+
+/// Where a mode's drop-in is: `$VIFNET_SYSCTL_DIR` (tests), else /run/sysctl.d.
+pub fn sysctl_dropin_path(mode: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("VIFNET_SYSCTL_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(SYSCTL_DIR));
+    dir.join(sysctl_dropin(mode))
+}
+
+/// A mode's drop-in as written: a header naming us, then `key = value` lines.
+pub fn sysctl_dropin_text(mode: &str, lines: &[(String, String)]) -> String {
+    let mut text = format!("# Written by vifnet ({mode} mode) and removed by `vifnet network {mode} stop`.\n");
+    for (k, v) in lines {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text
+}
 pub const SYSCTL_DIR: &str = "/run/sysctl.d";
 
 /// `ifname . ipv4_addr` intervals in `inet vifnet`: masquerade sources in this prefix going

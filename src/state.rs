@@ -38,8 +38,19 @@ pub struct Lock {
     _file: File,
 }
 
-/// Takes the one flock on `<state>/lock`, waiting at most `timeout`: libxl gives a
-/// script 40 s, so a waiter must give up well before that with a clear error.
+/// How long a verb waits for the lock: libxl gives a script 40 s, so a waiter must give
+/// up well before that with a clear error; `$VIFNET_LOCK_TIMEOUT` (seconds) overrides it.
+pub fn lock_timeout() -> Duration {
+    let secs = std::env::var("VIFNET_LOCK_TIMEOUT").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// The lock every mutating verb holds, waited for at most `lock_timeout()`.
+pub fn lock_for_change() -> Result<Lock, StateError> {
+    lock(lock_timeout())
+}
+
+/// Takes the one flock on `<state>/lock`, waiting at most `timeout`.
 pub fn lock(timeout: Duration) -> Result<Lock, StateError> {
     let d = dir();
     fs::create_dir_all(&d).map_err(io(&d))?;

@@ -149,3 +149,30 @@ fn gc_removes_only_vifs_whose_device_and_backend_are_both_gone() {
     assert!(dirs.state.join("vifs/vif2.0.json").exists(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(gc(&[]).contains("vif2.0: device and backend gone"));
 }
+
+/// A vifnet that holds the lock too long (hung, or stopped in a debugger): the next call
+/// gives up after the timeout with one line naming the lock, as libxl must hear before
+/// its own 40 s run out, and changes nothing.
+#[test]
+fn a_lock_held_too_long_is_a_clear_error_after_the_timeout() {
+    if !root_or_skip() {
+        return;
+    }
+    let (dom0, _guests, dirs) = dom0(1);
+    std::fs::create_dir_all(&dirs.state).unwrap();
+    let lock = std::fs::File::create(dirs.state.join("lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let before = host_dump(&dom0);
+    let start = std::time::Instant::now();
+    let out = vifnet(&dom0, &dirs, &[("VIFNET_LOCK_TIMEOUT", "1")], &["vif", "route", "online", "vif=vif1.0", "ip=203.0.113.194"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("lock: another vifnet has held the lock for 1 s; giving up"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "it gave up");
+    assert_eq!(host_dump(&dom0), before);
+    drop(lock);
+    vifnet_ok(&dom0, &dirs, &[], &["vif", "route", "online", "vif=vif1.0", "ip=203.0.113.194"]);
+}

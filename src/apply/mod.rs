@@ -5,6 +5,7 @@
 mod announce;
 mod close_later;
 mod dnsmasq;
+mod fault;
 mod files;
 mod links;
 pub mod nft;
@@ -161,6 +162,7 @@ fn undo(step: &Step) -> Option<Step> {
 /// first error is returned (with any rollback failure appended).
 pub async fn setup(handle: &Handle, plan: &Plan) -> Result<(), ApplyError> {
     for (i, step) in plan.steps.iter().enumerate() {
+        fault::point();
         if let Err(e) = run_step(handle, step).await {
             let mut failed_undo = Vec::new();
             for done in plan.steps[..i].iter().rev() {
@@ -187,6 +189,7 @@ pub async fn setup(handle: &Handle, plan: &Plan) -> Result<(), ApplyError> {
 pub async fn teardown(handle: &Handle, plan: &Plan) -> Result<(), TeardownErrors> {
     let mut errors = Vec::new();
     for step in &plan.steps {
+        fault::point();
         if let Err(e) = run_step(handle, step).await {
             errors.push(e);
         }

@@ -1,10 +1,8 @@
 //! Sysctls: /proc/sys (per network namespace for net/), and our drop-in that keeps them
 //! across a `sysctl --system`.
 
-use std::path::PathBuf;
-
 use super::ApplyError;
-use crate::names::{sysctl_dropin, SYSCTL_DIR};
+use crate::names::{sysctl_dropin_path, sysctl_dropin_text};
 
 /// Writes `value` to /proc/sys/`key` (slash form, so interface names with dots are safe).
 /// A key that is not there belongs to a device that is gone: nothing left to set.
@@ -15,15 +13,10 @@ pub fn write(key: &str, value: &str) -> Result<(), ApplyError> {
     }
 }
 
-/// The drop-in directory: `$VIFNET_SYSCTL_DIR` (tests), else /run/sysctl.d.
-fn dir() -> PathBuf {
-    std::env::var_os("VIFNET_SYSCTL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSCTL_DIR))
-}
-
 /// Writes the mode's drop-in with these settings (through a rename, `files::replace`: a
 /// reload never reads half of it), or removes it (`None`; a missing file is success).
 pub fn drop_in(mode: &str, lines: Option<&[(String, String)]>) -> Result<(), ApplyError> {
-    let path = dir().join(sysctl_dropin(mode));
+    let path = sysctl_dropin_path(mode);
     let fail = |e: std::io::Error| ApplyError::Failed { what: path.display().to_string(), message: e.to_string() };
     let Some(lines) = lines else {
         return match std::fs::remove_file(&path) {
@@ -31,9 +24,6 @@ pub fn drop_in(mode: &str, lines: Option<&[(String, String)]>) -> Result<(), App
             _ => Ok(()),
         };
     };
-    let mut text = format!("# Written by vifnet ({mode} mode) and removed by `vifnet network {mode} stop`.\n");
-    for (k, v) in lines {
-        text.push_str(&format!("{k} = {v}\n"));
-    }
+    let text = sysctl_dropin_text(mode, lines);
     super::files::replace(&path, &text)
 }

@@ -29,7 +29,7 @@ pub const DRIFT: i32 = 2;
 pub fn run(args: CheckArgs) -> Result<i32> {
     let rt = crate::cli::runtime()?;
     // A check between a concurrent online's journal and its plan would see a half-made vif.
-    let _lock = state::lock(crate::cli::vif::LOCK_TIMEOUT)?;
+    let _lock = state::lock_for_change()?;
     rt.block_on(async {
         let handle = apply::connect()?;
         let (_, snap, drifts) = survey(&handle).await?;
@@ -77,6 +77,7 @@ fn expected() -> Result<Expected> {
             Err(e) => JournalEntry::Corrupt { kernel_name: f.kernel_name, error: e.to_string() },
         });
     }
+    exp.dropins = ["route", "nat"].iter().map(|m| (*m, crate::names::sysctl_dropin_path(m))).collect();
     exp.route = state::read_host::<plan_route::HostRecord>("route")?;
     exp.nat = state::read_host::<plan_nat::NatHostRecord>("nat")?;
     if let Some(r) = &exp.route {
@@ -119,13 +120,22 @@ pub async fn mend(handle: &rtnetlink::Handle, snap: Snapshot, drifts: Vec<Drift>
         reload::mode(handle, mode).await?;
         records_changed = true;
     }
-    let (snap, drifts) = if records_changed {
+    let (mut snap, mut drifts) = if records_changed {
         let (_, snap, drifts) = survey(handle).await?;
         (snap, drifts)
     } else {
         (snap, drifts)
     };
-    apply::setup(handle, &plan_check::additions(&drifts, &snap)).await?;
-    apply::teardown(handle, &plan_check::removals(&drifts)).await?;
+    // What hangs off something missing (the gateway's addresses off its link) is seen
+    // only once that is back: a few rounds, while each one leaves less.
+    for _ in 0..3 {
+        apply::setup(handle, &plan_check::additions(&drifts, &snap)).await?;
+        apply::teardown(handle, &plan_check::removals(&drifts)).await?;
+        let (_, s, d) = survey(handle).await?;
+        if d.is_empty() || d == drifts {
+            break;
+        }
+        (snap, drifts) = (s, d);
+    }
     Ok(())
 }

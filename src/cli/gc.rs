@@ -20,7 +20,7 @@ pub struct GcArgs {
 
 pub fn run(args: GcArgs) -> Result<()> {
     let rt = crate::cli::runtime()?;
-    let _lock = if args.dry_run { None } else { Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?) };
+    let _lock = if args.dry_run { None } else { Some(state::lock_for_change()?) };
     rt.block_on(async {
         let handle = apply::connect()?;
         let links = observe::snapshot::links(&handle).await?;

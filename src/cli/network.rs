@@ -39,7 +39,7 @@ pub fn run(args: NetworkArgs) -> Result<()> {
 /// The lock, for the verbs that change the host (status and dry runs only read).
 fn lock_to_change(args: &NetworkArgs, command: &str) -> Result<Option<state::Lock>> {
     Ok(match command {
-        "start" | "stop" if !args.dry_run => Some(state::lock(crate::cli::vif::LOCK_TIMEOUT)?),
+        "start" | "stop" if !args.dry_run => Some(state::lock_for_change()?),
         _ => None,
     })
 }

@@ -21,7 +21,7 @@ pub struct ReloadArgs {}
 
 pub fn run(_args: ReloadArgs) -> Result<()> {
     let rt = crate::cli::runtime()?;
-    let _lock = state::lock(crate::cli::vif::LOCK_TIMEOUT)?;
+    let _lock = state::lock_for_change()?;
     rt.block_on(async {
         let handle = apply::connect()?;
         for m in ["route", "nat"] {
@@ -84,7 +84,7 @@ async fn route(handle: &rtnetlink::Handle) -> Result<()> {
     refuse_unless_live("route", &changes, &["uplink_proxy", "antispoof"], &names)?;
     // The sysctls the new settings need are added to those start changed, with the value
     // they had before start where start changed them first.
-    let mut host = HostRecord { mode: now.clone(), uplink: rec.uplink.clone().or(fresh.uplink), ..rec.clone() };
+    let mut host = HostRecord { mode: now.clone(), uplink: rec.uplink.clone().or(fresh.uplink), dropin: fresh.dropin, ..rec.clone() };
     host.sysctls.extend(fresh.sysctls.into_iter().filter(|c| !rec.sysctls.iter().any(|o| o.key == c.key)));
     state::write_host("route", &host)?;
     apply::setup(handle, &plan).await?;

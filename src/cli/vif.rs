@@ -2,8 +2,6 @@
 //! runs per guest interface. Success writes `hotplug-status=connected`; failure writes
 //! `hotplug-error` and `hotplug-status=error` and exits 1, having changed nothing.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::inputs::{self, Inputs};
@@ -26,9 +24,6 @@ pub struct VifArgs {
     #[arg(long)]
     dry_run: bool,
 }
-
-/// Libxl gives a script 40 s; waiting for the lock must end well before.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -109,7 +104,7 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
     let kernel_name = inputs::device_name(&inputs, dev_type)?;
     let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name, xenbus_path };
     let rt = crate::cli::runtime()?;
-    let _lock = if args.dry_run { None } else { Some(state::lock(LOCK_TIMEOUT)?) };
+    let _lock = if args.dry_run { None } else { Some(state::lock_for_change()?) };
     if action == Action::Down {
         return rt.block_on(down(&call));
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::nft::{diff, guest_elements, Elem, ElemChange, Table};
+use super::nft::{again, guest_elements, Elem, ElemChange, Table};
 use super::{device_steps, BridgeVifRecord, Facts, LinkFacts, Plan, PlanError, Step};
 use crate::model::{BridgedVif, IfName, MacAddr};
 
@@ -137,7 +137,7 @@ pub fn vif_up(vif: &BridgedVif, mode: &BridgeMode, facts: &Facts, previous: Opti
 
     // Firewall before the port is attached, so that no frame of the guest passes unchecked.
     let old = previous.map(record_elements).unwrap_or_default();
-    let changes = diff(&old, &record_elements(&record));
+    let changes = again(&old, &record_elements(&record));
     if record.antispoof {
         plan.push(Step::EnsureNftTable(Table::Bridge));
     }
@@ -210,12 +210,14 @@ mod tests {
     }
 
     #[test]
-    fn repeated_online_changes_nothing_in_nft() {
+    fn repeated_online_only_adds_again_what_it_has() {
         let f = facts(&[("vif5.0", link(7, false)), ("xenbr0", link(3, true))]);
         let (_, rec) = vif_up(&vif("vif5.0", "192.0.2.5"), &mode(), &f, None).unwrap();
         let (plan, rec2) = vif_up(&vif("vif5.0", "192.0.2.5"), &mode(), &f, Some(&rec)).unwrap();
         assert_eq!(rec, rec2);
-        assert!(!plan.steps.iter().any(|s| matches!(s, Step::NftElements(..))));
+        // Adds of what is there change nothing; they put back what a killed online missed.
+        let changes: Vec<&ElemChange> = plan.steps.iter().filter_map(|s| if let Step::NftElements(_, c) = s { Some(c) } else { None }).flatten().collect();
+        assert!(!changes.is_empty() && changes.iter().all(|c| matches!(c, ElemChange::Add(_))), "{plan}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Want {
     Link { name: IfName, create: Step },
     /// Our dnsmasq, running.
     Dnsmasq { config: PathBuf, text: String, pidfile: PathBuf },
+    /// A mode's sysctl drop-in at `path`, with these lines.
+    DropIn { mode: &'static str, path: PathBuf, lines: Vec<(String, String)> },
 }
 
 impl fmt::Display for Want {
@@ -51,6 +53,7 @@ impl fmt::Display for Want {
             Want::EthersLine { path, mac, ip, .. } => write!(f, "line \"{mac} {ip}\" in {}", path.display()),
             Want::Link { name, .. } => write!(f, "gateway link {name}"),
             Want::Dnsmasq { pidfile, .. } => write!(f, "dnsmasq of {}", pidfile.display()),
+            Want::DropIn { path, .. } => write!(f, "sysctl drop-in {}", path.display()),
         }
     }
 }
@@ -116,6 +119,15 @@ pub struct Expected {
     pub mode_changes: Vec<ModeChange>,
     /// A started mode whose file no longer reads: (mode, the error).
     pub mode_errors: Vec<(&'static str, String)>,
+    /// Where each mode's sysctl drop-in is.
+    pub dropins: Vec<(&'static str, PathBuf)>,
+}
+
+impl Expected {
+    fn dropin(&self, mode: &'static str, lines: &[(String, String)]) -> Option<Want> {
+        let path = self.dropins.iter().find(|(m, _)| *m == mode)?.1.clone();
+        (!lines.is_empty()).then(|| Want::DropIn { mode, path, lines: lines.to_vec() })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,10 +276,12 @@ fn all_wants(exp: &Expected, snap: &Snapshot) -> (Vec<(String, Want)>, Vec<(VifJ
     let mut wants = Vec::new();
     let mut stale = Vec::new();
     if let Some(r) = &exp.route {
-        wants.extend(route_host_wants(r).into_iter().map(|w| ("route mode".to_string(), w)));
+        let dropin = exp.dropin("route", &r.dropin);
+        wants.extend(route_host_wants(r).into_iter().chain(dropin).map(|w| ("route mode".to_string(), w)));
     }
     if let Some(n) = &exp.nat {
-        wants.extend(nat_host_wants(n).into_iter().map(|w| ("nat mode".to_string(), w)));
+        let dropin = exp.dropin("nat", &n.dropin);
+        wants.extend(nat_host_wants(n).into_iter().chain(dropin).map(|w| ("nat mode".to_string(), w)));
     }
     for entry in &exp.journals {
         let JournalEntry::Read(j) = entry else { continue };
@@ -285,6 +299,8 @@ pub fn needs(exp: &Expected) -> Needs {
     let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
     let mut wants: Vec<Want> = exp.route.iter().flat_map(route_host_wants).collect();
     wants.extend(exp.nat.iter().flat_map(nat_host_wants));
+    wants.extend(exp.route.iter().flat_map(|r| exp.dropin("route", &r.dropin)));
+    wants.extend(exp.nat.iter().flat_map(|n| exp.dropin("nat", &n.dropin)));
     for entry in &exp.journals {
         if let JournalEntry::Read(j) = entry {
             wants.extend(vif_wants(j, nat_ctx));
@@ -295,7 +311,7 @@ pub fn needs(exp: &Expected) -> Needs {
             Want::Sysctl { key, .. } => {
                 n.sysctls.insert(key);
             }
-            Want::HostsLine { path, .. } | Want::EthersLine { path, .. } => {
+            Want::HostsLine { path, .. } | Want::EthersLine { path, .. } | Want::DropIn { path, .. } => {
                 n.files.insert(path);
             }
             Want::Dnsmasq { pidfile, .. } => {
@@ -351,6 +367,10 @@ fn problem(want: &Want, snap: &Snapshot) -> Option<String> {
         }
         Want::Link { name, .. } => link(name).is_none().then(missing).flatten(),
         Want::Dnsmasq { pidfile, .. } => (!snap.live_pidfiles.contains(pidfile)).then(|| "not running".into()),
+        Want::DropIn { mode, path, lines } => match snap.text(path) {
+            "" => Some("missing".into()),
+            text => (text != crate::names::sysctl_dropin_text(mode, lines)).then(|| "differs".into()),
+        },
     }
 }
 
@@ -477,6 +497,7 @@ pub fn additions(drifts: &[Drift], snap: &Snapshot) -> Plan {
                 plan.push(Step::LinkUp { dev: name, mtu: None });
             }
             Want::Dnsmasq { config, text, pidfile } => plan.push(Step::StartDnsmasq { config, text, pidfile }),
+            Want::DropIn { mode, lines, .. } => plan.push(Step::SysctlDropIn { mode, lines: Some(lines) }),
         }
     }
     // Before the ports and links come up, as online orders it; a table a flush took comes back whole.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
-use super::nft::{diff, Elem, ElemChange, Table};
+use super::nft::{again, Elem, ElemChange, Table};
 use super::route::{host_prefix, sysctls_back, SysctlChange};
 use super::{device_steps, Facts, Plan, PlanError, Step};
 use crate::model::{DevType, IfName, MacAddr};
@@ -212,6 +212,9 @@ pub struct NatHostRecord {
     pub uplink: IfName,
     pub sysctls: Vec<SysctlChange>,
     pub dnsmasq: Option<OwnDnsmasq>,
+    /// The lines of the mode's sysctl drop-in, as start wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropin: Vec<(String, String)>,
     /// The `key=value` settings the mode started with (xend's network-script arguments):
     /// `check` and `reload` read the mode file again under the same ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -243,7 +246,8 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
         plan.push(Step::Sysctl { key: key.clone(), from: now.clone(), to: "1".into() });
         sysctls.push(SysctlChange { key: key.clone(), old: now.clone(), new: "1".into() });
     }
-    plan.push(Step::SysctlDropIn { mode: "nat", lines: Some(vec![(key, "1".into())]) });
+    let dropin = vec![(key, "1".to_string())];
+    plan.push(Step::SysctlDropIn { mode: "nat", lines: Some(dropin.clone()) });
     plan.steps.extend(masquerade_steps(&uplink, &mode.prefix));
     let dnsmasq = mode.run_dnsmasq.then(|| OwnDnsmasq { config: state_dir.join("dnsmasq.conf"), pidfile: state_dir.join("dnsmasq.pid") });
     if let Some(d) = &dnsmasq {
@@ -253,7 +257,7 @@ pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result
             pidfile: d.pidfile.clone(),
         });
     }
-    Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq, args: Vec::new() }))
+    Ok((plan, NatHostRecord { mode: mode.clone(), uplink, sysctls, dnsmasq, dropin, args: Vec::new() }))
 }
 
 /// `network nat start` once started: the masquerade again, for when a ruleset flush took
@@ -377,7 +381,7 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     };
     let mut plan = Plan::default();
     plan.steps.extend(device_steps(&vif.kernel_name, &vif.name, &facts.links)?);
-    let changes = diff(&previous.map(record_elements).unwrap_or_default(), &record_elements(&rec));
+    let changes = again(&previous.map(record_elements).unwrap_or_default(), &record_elements(&rec));
     if rec.antispoof {
         plan.push(Step::EnsureNftTable(Table::Inet));
     }
@@ -397,7 +401,9 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     let hosts_new = hosts_with(&facts.hosts, &mode.prefix, guest, &[name.clone(), full]);
     let ethers_new = ethers_with(&facts.ethers, vif.mac, guest);
     let changed = file_steps(&mut plan, mode, &facts.hosts, hosts_new, &facts.ethers, ethers_new);
-    if changed {
+    // Again over a journal: an earlier online may have been killed between its writes and
+    // its signal, so dnsmasq is told even when the files are already right.
+    if changed || previous.is_some() {
         plan.push(Step::SignalDnsmasq { pidfile: host.pidfile().to_path_buf() });
     }
     Ok((plan, rec))

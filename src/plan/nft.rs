@@ -149,6 +149,16 @@ pub fn guest_elements(port: &IfName, mac: MacAddr, ips: &[IpNetwork]) -> Vec<Ele
     elems
 }
 
+/// What an online over an earlier journal does to its elements: the ones no longer wanted
+/// go, and every wanted one is added again. Adding is idempotent, so an online that was
+/// killed before its elements went in, and is run again, puts them in.
+pub fn again(old: &[Elem], new: &[Elem]) -> Vec<ElemChange> {
+    let new_set: HashSet<&Elem> = new.iter().collect();
+    let mut out: Vec<ElemChange> = old.iter().filter(|e| !new_set.contains(e)).cloned().map(ElemChange::Delete).collect();
+    out.extend(new.iter().cloned().map(ElemChange::Add));
+    out
+}
+
 /// Changes that turn the elements `old` into `new`: deletes first, in one transaction anyway.
 pub fn diff(old: &[Elem], new: &[Elem]) -> Vec<ElemChange> {
     let old_set: HashSet<&Elem> = old.iter().collect();

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use super::nft::{diff, routed_guest_elements, ElemChange, Table};
+use super::nft::{again, routed_guest_elements, ElemChange, Table};
 use super::{bridge, device_steps, Facts, LinkFacts, Plan, PlanError, Step};
 use crate::model::{DevType, GatewayKind, IfName, RoutedVif};
 
@@ -64,6 +64,9 @@ pub struct HostRecord {
     pub created_link: bool,
     /// The gateway addresses we added to the link (none that it had already).
     pub gateway_addrs: Vec<IpNetwork>,
+    /// The lines of the mode's sysctl drop-in, as start wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropin: Vec<(String, String)>,
     /// The `key=value` settings the mode started with (xend's network-script arguments):
     /// `check` and `reload` read the mode file again under the same ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -80,6 +83,7 @@ impl HostRecord {
             gateway_link: None,
             created_link: false,
             gateway_addrs: Vec::new(),
+            dropin: Vec::new(),
             args: Vec::new(),
         }
     }
@@ -151,6 +155,7 @@ pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord)
         }
         dropin.push((key, to.to_string()));
     }
+    rec.dropin = dropin.clone();
     plan.push(Step::SysctlDropIn { mode: "route", lines: Some(dropin) });
     if !mode.gateway.is_empty() {
         let link = &mode.gateway_link;
@@ -308,7 +313,7 @@ pub fn vif_up(
 
     // Firewall before the link is up, so that no packet of the guest passes unchecked.
     let old = previous.map(record_elements).unwrap_or_default();
-    let changes = diff(&old, &record_elements(&rec));
+    let changes = again(&old, &record_elements(&rec));
     if rec.antispoof {
         plan.push(Step::EnsureNftTable(Table::Inet));
     }
