@@ -535,12 +535,16 @@ mod tests {
         assert!(l.contains(&"ip route add 10.0.0.1/32 dev vif7.0 proto 118 metric 2".to_string()), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=1 (was 0)".to_string()), "{l:?}");
         assert_eq!(l.last().unwrap(), "kill -HUP $(cat /s/dnsmasq.pid)");
-        // The files already say so (a repeated online): nothing to write, nobody to wake.
+        // The files already say so: a first online has nothing to write and nobody to wake;
+        // a repeated one wakes dnsmasq (the online it repeats may have died before it did).
         facts.hosts = "10.0.0.1 web web.x\n".into();
         facts.ethers = "00:16:3e:00:00:07 10.0.0.1\n".into();
         facts.proxy_arp = "1".into();
-        let (plan, _) = vif_up(&vif, &host(), &facts, Some(&rec)).unwrap();
+        let (plan, _) = vif_up(&vif, &host(), &facts, None).unwrap();
         assert!(!lines(&plan).iter().any(|s| s.starts_with("write") || s.starts_with("kill") || s.contains("proxy_arp")), "{:?}", lines(&plan));
+        let (plan, _) = vif_up(&vif, &host(), &facts, Some(&rec)).unwrap();
+        assert!(!lines(&plan).iter().any(|s| s.starts_with("write") || s.contains("proxy_arp")), "{:?}", lines(&plan));
+        assert_eq!(lines(&plan).last().unwrap(), "kill -HUP $(cat /s/dnsmasq.pid)");
         // Offline: the ethers line goes, the hosts line stays, proxy_arp as it was.
         let host = host();
         let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.hosts, &facts.ethers));
