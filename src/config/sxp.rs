@@ -46,6 +46,9 @@ impl fmt::Display for Sexp {
                         '\'' | '\\' => write!(f, "\\{c}")?,
                         '\n' => f.write_str("\\n")?,
                         '\t' => f.write_str("\\t")?,
+                        '\r' => f.write_str("\\r")?,
+                        // Raw, they would break the one line of an error message.
+                        c if c.is_control() => write!(f, "\\x{:02x}", u32::from(c))?,
                         c => write!(f, "{c}")?,
                     }
                 }
@@ -106,6 +109,10 @@ impl Node {
     }
 }
 
+/// Lists nested deeper are refused: building, printing and dropping an expression recurse
+/// once per level, and a few thousand levels overflow the stack (xend's options nest three).
+const MAX_NESTING: usize = 64;
+
 fn parse_nodes(text: &str, origin: &str) -> Result<Vec<Node>, ConfigError> {
     let at = |line: usize, col: usize| format!("{origin}:{line}:{col}");
     // Lists still open, innermost last: where each `(` was, and what it holds so far.
@@ -128,6 +135,9 @@ fn parse_nodes(text: &str, origin: &str) -> Result<Vec<Node>, ConfigError> {
             }
             '(' => {
                 cur.bump();
+                if open.len() == MAX_NESTING {
+                    return Err(ConfigError::syntax(at(line, col), format!("lists nested more than {MAX_NESTING} deep")));
+                }
                 open.push((line, col, Vec::new()));
                 continue;
             }
@@ -637,6 +647,27 @@ mod tests {
             ("(network-script 'netdev=eth1 network-bridge')", "x.sxp:1 network-script: \"netdev=eth1 network-bridge\" does not start with a script name"),
         ];
         crate::config::assert_one_line_errors(cases, |input| parse_xend_config(input, "x.sxp"));
+    }
+
+    #[test]
+    fn control_characters_print_escaped_and_read_back() {
+        let atom = Sexp::Atom("a\rb\u{1}\u{7f}\u{85}c\x0b".into());
+        assert_eq!(atom.to_string(), r"'a\rb\x01\x7f\x85c\x0b'");
+        assert_eq!(parse(&atom.to_string(), "x").unwrap(), vec![atom]);
+        // Found by tests/fuzz.rs: the hint quoting the values wrote the CR raw.
+        let err = parse_xend_config("(vif-script '\\r't)", "x").unwrap_err().to_string();
+        assert!(err.ends_with(r"(vif-script ''\r' t')"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| format!("{}x{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&deep(MAX_NESTING), "x").is_ok());
+        let err = parse(&deep(MAX_NESTING + 1), "x").unwrap_err().to_string();
+        assert_eq!(err, "x:1:65: lists nested more than 64 deep");
+        // Found by tests/fuzz.rs: a few thousand balanced levels used to overflow the stack.
+        let err = parse_xend_config(&deep(100_000), "x").unwrap_err();
+        assert!(err.to_string().ends_with("lists nested more than 64 deep"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ impl fmt::Display for XlValue {
                 match c {
                     '\'' | '\\' => write!(f, "\\{c}")?,
                     '\n' => f.write_str("\\n")?,
+                    '\t' => f.write_str("\\t")?,
+                    '\r' => f.write_str("\\r")?,
+                    // Raw, they would break the one line of an error message.
+                    c if c.is_control() => write!(f, "\\x{:02x}", u32::from(c))?,
                     c => write!(f, "{c}")?,
                 }
             }
@@ -58,7 +62,7 @@ impl fmt::Display for XlValue {
 }
 
 /// Every assignment in file order as `(key, value, line of the key)`. For `key += value`
-/// the entry holds the combined value. Errors: `origin:line:col: problem` for syntax,
+/// the entry holds the combined value and replaces the one it added to. Errors: `origin:line:col: problem` for syntax,
 /// `origin:line key: "value" problem` for a bad number or a bad `+=`.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<(String, XlValue, usize)>, ConfigError> {
     Ok(parse_entries(text, origin)?
@@ -297,6 +301,11 @@ impl<'a> Lexer<'a> {
                             }
                             out.push(char::from(v as u8));
                         }
+                        // A control character is named, not written: it would break the line.
+                        other if other.is_control() => {
+                            let problem = format!("invalid escape: '\\' before U+{:04X} in string", u32::from(other));
+                            return Err(self.err(l, c0, problem));
+                        }
                         other => {
                             return Err(self.err(
                                 l,
@@ -312,10 +321,16 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// Lists nested deeper are refused: the parser recurses once per level, and a few thousand
+/// levels overflow the stack (xl's own settings nest two deep at most).
+const MAX_NESTING: usize = 64;
+
 struct Parser<'a> {
     lexer: Lexer<'a>,
     /// One token of look-ahead.
     ahead: Option<Token>,
+    /// Lists open around the current token.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -382,9 +397,19 @@ impl<'a> Parser<'a> {
         Ok(Located { line, raw })
     }
 
-    /// The rest of a list after its `[`: items separated by `,`, a trailing `,` allowed,
-    /// line breaks anywhere between items.
+    /// The rest of a list after its `[`, at most [`MAX_NESTING`] lists deep.
     fn list(&mut self, open: &Token) -> Result<Raw, ConfigError> {
+        if self.depth == MAX_NESTING {
+            return Err(self.lexer.err(open.line, open.col, format!("lists nested more than {MAX_NESTING} deep")));
+        }
+        self.depth += 1;
+        let list = self.list_items(open);
+        self.depth -= 1;
+        list
+    }
+
+    /// Items separated by `,`, a trailing `,` allowed, line breaks anywhere between items.
+    fn list_items(&mut self, open: &Token) -> Result<Raw, ConfigError> {
         let opened = format!("the list opened at line {}", open.line);
         let mut items = Vec::new();
         loop {
@@ -456,7 +481,9 @@ fn parse_number(s: &str) -> Option<i64> {
     }
 }
 
-/// Statements with `+=` already applied (the entry then holds the combined value).
+/// Statements with `+=` already applied (the entry then holds the combined value, and the
+/// entry it added to is gone: keeping both would keep every prefix of a long `+=` chain,
+/// memory quadratic in the file).
 pub(super) fn parse_entries(text: &str, origin: &str) -> Result<Vec<Entry>, ConfigError> {
     let mut p = Parser {
         lexer: Lexer {
@@ -464,12 +491,14 @@ pub(super) fn parse_entries(text: &str, origin: &str) -> Result<Vec<Entry>, Conf
             origin,
         },
         ahead: None,
+        depth: 0,
     };
-    let mut entries: Vec<Entry> = Vec::new();
+    // A slot is emptied when `+=` takes its value over.
+    let mut entries: Vec<Option<Entry>> = Vec::new();
     loop {
         let t = p.next()?;
         let key = match t.tok {
-            Tok::Eof => return Ok(entries),
+            Tok::Eof => return Ok(entries.into_iter().flatten().collect()),
             Tok::Newline | Tok::Semi => continue,
             Tok::Ident(key) => key,
             other => {
@@ -502,30 +531,44 @@ pub(super) fn parse_entries(text: &str, origin: &str) -> Result<Vec<Entry>, Conf
             }
         }
         if append {
-            if let Some(prev) = entries.iter().rev().find(|e| e.key == key) {
-                value = combine(&prev.value, value, &format!("{origin}:{line} {key}"))?;
-            }
+            value = append_to(&mut entries, &key, value, &format!("{origin}:{line} {key}"))?;
         }
         let done = end.tok == Tok::Eof;
-        entries.push(Entry { key, line, value });
+        entries.push(Some(Entry { key, line, value }));
         if done {
-            return Ok(entries);
+            return Ok(entries.into_iter().flatten().collect());
         }
     }
 }
 
-fn combine(prev: &Located, add: Located, at: &str) -> Result<Located, ConfigError> {
-    let raw = match (&prev.raw, add.raw) {
-        (Raw::Str(a), Raw::Str(b)) => Raw::Str(format!("{a}{b}")),
-        (Raw::List(a), Raw::List(b)) => Raw::List(a.iter().cloned().chain(b).collect()),
-        (_, b) => {
+/// `add` appended to the last assignment of `key`, which it takes over; alone if none.
+fn append_to(entries: &mut [Option<Entry>], key: &str, add: Located, at: &str) -> Result<Located, ConfigError> {
+    let last = entries.iter_mut().rev().find(|e| e.as_ref().is_some_and(|e| e.key == key));
+    match last.and_then(Option::take) {
+        Some(prev) => combine(prev.value, add, at),
+        None => Ok(add),
+    }
+}
+
+fn combine(prev: Located, add: Located, at: &str) -> Result<Located, ConfigError> {
+    let Located { line, raw: prev } = prev;
+    let raw = match (prev, add.raw) {
+        (Raw::Str(mut a), Raw::Str(b)) => {
+            a.push_str(&b);
+            Raw::Str(a)
+        }
+        (Raw::List(mut a), Raw::List(b)) => {
+            a.extend(b);
+            Raw::List(a)
+        }
+        (prev, b) => {
             let shown = Located {
                 line: add.line,
                 raw: b,
             }
             .into_value()
             .to_string();
-            let problem = match prev.raw {
+            let problem = match prev {
                 Raw::List(_) => "cannot be added with += to a list (use [ ... ])",
                 Raw::Num(_) | Raw::Word(_) => "cannot be added with += to a number",
                 Raw::Str(_) => "cannot be added with += to a string",
@@ -533,10 +576,7 @@ fn combine(prev: &Located, add: Located, at: &str) -> Result<Located, ConfigErro
             return Err(ConfigError::bad(at, shown, problem));
         }
     };
-    Ok(Located {
-        line: prev.line,
-        raw,
-    })
+    Ok(Located { line, raw })
 }
 
 /// What /etc/xen/xl.conf says about vifs. The last assignment of each key wins.
@@ -798,6 +838,37 @@ max_grant_frames = 0x40
     }
 
     #[test]
+    fn control_characters_print_escaped_and_read_back() {
+        // Found by tests/fuzz.rs: a CR in a string was shown raw.
+        let v = XlValue::List(vec!["a\rb\tc\u{1}\u{9f}".into()]);
+        assert_eq!(v.to_string(), r"[ 'a\rb\tc\x01\x9f' ]");
+        assert_eq!(parse(&format!("k = {v}"), "x").unwrap(), vec![("k".to_string(), v, 1)]);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| format!("a = {}'x'{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(MAX_NESTING), "x").is_ok());
+        let err = parse(&deep(MAX_NESTING + 1), "x").unwrap_err().to_string();
+        assert_eq!(err, "x:1:69: lists nested more than 64 deep");
+        // Found by tests/fuzz.rs: thousands of levels, unclosed, used to overflow the stack.
+        let err = parse(&format!("disk = [ '', {}", "[ '', ".repeat(100_000)), "x").unwrap_err();
+        assert!(err.to_string().ends_with("lists nested more than 64 deep"), "{err}");
+    }
+
+    #[test]
+    fn append_takes_over_the_entry_it_adds_to() {
+        let v = parse("a = 'x'\nb = 1\na += 'y'\na += 'z'\n", "x").unwrap();
+        assert_eq!(v, vec![("b".to_string(), XlValue::Num(1), 2), ("a".to_string(), XlValue::Str("xyz".into()), 4)]);
+        // Found by tests/fuzz.rs: every entry of a `+=` chain held the whole list so far, so
+        // 64 KiB of `q += ['x']` lines took 1.7 GB.
+        let chain = "q += ['x']\n".repeat(6000);
+        let v = parse(&chain, "x").unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(matches!(&v[0], (_, XlValue::List(items), 6000) if items.len() == 6000));
+    }
+
+    #[test]
     fn last_statement_needs_no_newline() {
         let v = parse("a = 1", "x").unwrap();
         assert_eq!(v, vec![("a".to_string(), XlValue::Num(1), 1)]);
@@ -842,6 +913,8 @@ max_grant_frames = 0x40
                 "xl.conf:1 memory: \"512M\" is not a number",
             ),
             ("x = 'a\\qb'\n", "xl.conf:1:7: invalid escape \\q in string"),
+            // Found by tests/fuzz.rs: the CR was written into the message raw.
+            ("x = \"\\\r\"\n", "xl.conf:1:6: invalid escape: '\\' before U+000D in string"),
             ("x = '\\x4'\n", "xl.conf:1:6: \\x needs two hex digits"),
             (
                 "\n\nname = \"web\" + \"1\"\n",
