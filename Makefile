@@ -6,6 +6,7 @@ PREFIX    ?= /usr/local
 SBINDIR   ?= $(PREFIX)/sbin
 LIBEXEC   ?= $(PREFIX)/lib/vifnet
 MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
 XEN_SCRIPTS ?= /etc/xen/scripts
 CARGO     ?= cargo
 # Release builds link statically: with no dynamic loader to run, vifnet starts about
@@ -87,6 +88,8 @@ install: build
 	install -D -m 0644 man/vifnet.8 $(DESTDIR)$(MANDIR)/man8/vifnet.8
 	install -D -m 0644 man/vifnet-modes.5 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
 	install -d $(DESTDIR)/etc/vifnet/modes
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|' systemd/vifnet-reload.service > $(DESTDIR)$(UNITDIR)/vifnet-reload.service
 	install -d $(DESTDIR)$(dir $(RT_PROTOS))
 	echo '118 vifnet' > $(DESTDIR)$(RT_PROTOS)
 
@@ -108,7 +111,7 @@ uninstall:
 	  if [ -e $(XEN_SCRIPTS)/$$n.xen ]; then mv $(XEN_SCRIPTS)/$$n.xen $(XEN_SCRIPTS)/$$n; fi; \
 	done
 	rm -f $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(MANDIR)/man8/vifnet.8 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
-	rm -f $(DESTDIR)$(RT_PROTOS)
+	rm -f $(DESTDIR)$(RT_PROTOS) $(DESTDIR)$(UNITDIR)/vifnet-reload.service
 
 clean:
 	$(CARGO) clean
