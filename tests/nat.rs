@@ -341,9 +341,10 @@ fn a_second_online_changes_nothing_and_a_machine_name_online_elsewhere_is_refuse
     lab.ok(&["network", "nat", "stop"]);
 }
 
-/// Lines of the hosts and ethers files lost to an edit, and our dnsmasq killed: `check`
-/// names each, `--repair` writes the lines back (the administrator's lines kept) and
-/// starts dnsmasq again, and the guest leases its address.
+/// Lines of the hosts and ethers files lost to an edit, an ethers line of the prefix that no
+/// guest accounts for, and our dnsmasq killed: `check` names each, `--repair` writes the
+/// lines back, removes the stray one (the administrator's lines kept) and starts dnsmasq
+/// again, and the guest leases its address.
 #[test]
 fn check_finds_lost_lines_and_a_dead_dnsmasq_and_repair_mends_them() {
     if !root_or_skip() {
@@ -359,13 +360,15 @@ fn check_finds_lost_lines_and_a_dead_dnsmasq_and_repair_mends_them() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     std::fs::write(lab.dirs.state.parent().unwrap().join("hosts"), "").unwrap();
-    std::fs::write(lab.etc[0].join("ethers"), "# the administrator's\n02:00:00:00:00:99 192.0.2.99\n").unwrap();
+    // The guest's line lost, and one left for a guest no journal knows.
+    std::fs::write(lab.etc[0].join("ethers"), "# the administrator's\n02:00:00:00:00:99 192.0.2.99\n00:16:3e:00:05:99 10.0.7.1\n").unwrap();
     let out = lab.vifnet(&["check"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.lines().any(|l| l.starts_with("nat mode: dnsmasq of ") && l.ends_with(": not running")), "{text}");
     assert!(text.contains("vif3.0: line \"10.0.0.1 db db.xen.internal\" in "), "{text}");
     assert!(text.contains("vif3.0: line \"00:16:3e:00:05:01 10.0.0.1\" in /etc/ethers: missing or different"), "{text}");
+    assert!(text.contains("10.0.7.1: line \"00:16:3e:00:05:99 10.0.7.1\" in /etc/ethers: not in any journal"), "{text}");
     lab.ok(&["check", "--repair"]);
     assert_eq!(String::from_utf8_lossy(&lab.vifnet(&["check"]).stdout), "all as recorded\n");
     assert_eq!((lab.hosts(), lab.ethers()), (hosts, ethers), "the lines are back, the administrator's kept");

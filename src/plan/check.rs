@@ -172,8 +172,8 @@ pub struct Needs {
 pub enum Fix {
     /// Make it again.
     Add(Want),
-    /// Ours, but no journal or record accounts for it: remove it.
-    Remove(Step),
+    /// Ours, but no journal or record accounts for it: remove it (these steps).
+    Remove(Vec<Step>),
     /// The journal's device is gone or another one: undo what it recorded, forget it.
     Undo(VifJournal),
     /// The journal cannot be read: forget it (its vif's offline undoes what its inputs say).
@@ -429,7 +429,7 @@ fn extras(exp: &Expected, snap: &Snapshot, wants: &[(String, Want)], stale: &[(V
         }
     }
     let mut out = Vec::new();
-    let extra = |subject: String, object: String, step: Step| Drift { subject, object, problem: "not in any journal".into(), fix: Fix::Remove(step) };
+    let extra = |subject: String, object: String, step: Step| Drift { subject, object, problem: "not in any journal".into(), fix: Fix::Remove(vec![step]) };
     for (table, es) in &snap.elems {
         for e in es.iter().filter(|e| !elems.contains(&(*table, e))) {
             let subject = match e {
@@ -447,6 +447,7 @@ fn extras(exp: &Expected, snap: &Snapshot, wants: &[(String, Want)], stale: &[(V
             out.push(extra(dev.to_string(), object, Step::DelRoute { dest: r.dest, dev, metric: r.metric }));
         }
     }
+    out.extend(extra_ethers_lines(exp, snap, &stale_wants, wants));
     for (index, addr) in &snap.proxies {
         let Some(dev) = snap.name_of(*index) else { continue };
         if !proxies.contains(&(dev, *addr)) {
@@ -456,6 +457,43 @@ fn extras(exp: &Expected, snap: &Snapshot, wants: &[(String, Want)], stale: &[(V
         }
     }
     out
+}
+
+/// Lines of the ethers file that lease an address of nat mode's prefix to no online guest:
+/// offline removes a guest's line, so these are left by vifnet calls that never finished.
+/// The administrator's lines for other addresses are theirs.
+fn extra_ethers_lines(exp: &Expected, snap: &Snapshot, stale: &[Want], wants: &[(String, Want)]) -> Vec<Drift> {
+    let Some(nat) = &exp.nat else { return Vec::new() };
+    let path = &nat.mode.ethers;
+    let accounted: Vec<(MacAddr, Ipv4Addr)> = wants
+        .iter()
+        .map(|(_, w)| w)
+        .chain(stale)
+        .filter_map(|w| match w {
+            Want::EthersLine { mac, ip, .. } => Some((*mac, *ip)),
+            _ => None,
+        })
+        .collect();
+    let text = snap.text(path);
+    let extra: Vec<(MacAddr, Ipv4Addr)> = text
+        .lines()
+        .filter_map(nat::ethers_fields)
+        .filter_map(|(mac, ip)| match ip {
+            IpAddr::V4(v4) if nat.mode.prefix.contains(v4) && !accounted.contains(&(mac, v4)) => Some((mac, v4)),
+            _ => None,
+        })
+        .collect();
+    let to = extra.iter().fold(text.to_string(), |t, (mac, ip)| nat::ethers_without(&t, *mac, *ip));
+    let steps = vec![Step::WriteFile { path: path.clone(), from: text.to_string(), to }, Step::SignalDnsmasq { pidfile: nat.pidfile().to_path_buf() }];
+    extra
+        .iter()
+        .map(|(mac, ip)| Drift {
+            subject: ip.to_string(),
+            object: format!("line \"{mac} {ip}\" in {}", path.display()),
+            problem: "not in any journal".into(),
+            fix: Fix::Remove(steps.clone()),
+        })
+        .collect()
 }
 
 /// The steps that make the missing wants of `drifts` again, in setup order: elements of
@@ -523,13 +561,14 @@ pub fn additions(drifts: &[Drift], snap: &Snapshot) -> Plan {
 pub fn removals(drifts: &[Drift]) -> Plan {
     let mut plan = Plan::default();
     let mut elems: Vec<(Table, Vec<ElemChange>)> = Vec::new();
-    for d in drifts {
-        let Fix::Remove(step) = &d.fix else { continue };
+    for step in drifts.iter().filter_map(|d| if let Fix::Remove(steps) = &d.fix { Some(steps) } else { None }).flatten() {
         match step.clone() {
             Step::NftElements(table, changes) => match elems.iter_mut().find(|(t, _)| *t == table) {
                 Some((_, c)) => c.extend(changes),
                 None => elems.push((table, changes)),
             },
+            // One write of a file takes all its extra lines (each of their drifts carries it).
+            other if plan.steps.contains(&other) => {}
             other => plan.push(other),
         }
     }

@@ -145,7 +145,7 @@ fn replace_lines(text: &str, clashes: impl Fn(&str) -> bool, line: &str) -> Stri
 }
 
 /// One `MAC IP` line of an ethers file, if the line is one.
-fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
+pub fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
     let mut fields = line.split('#').next()?.split_whitespace();
     let mac = MacAddr::parse("ethers", fields.next()?).ok()?;
     Some((mac, fields.next()?.parse().ok()?))
