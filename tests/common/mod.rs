@@ -174,7 +174,16 @@ pub fn vifnet_here(dirs: &Dirs, args: &[&str]) -> Output {
     run_vifnet(Command::new(vifnet_bin()), dirs, &[], args)
 }
 
-fn run_vifnet(mut c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Output {
+/// The command `vifnet` runs, not yet started: for tests that start many at once.
+pub fn vifnet_command(ns: &Netns, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Command {
+    with_our_env(ns.cmd(&[vifnet_bin()]), dirs, env, args)
+}
+
+fn run_vifnet(c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Output {
+    with_our_env(c, dirs, env, args).output().expect("spawn vifnet")
+}
+
+fn with_our_env(mut c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Command {
     c.args(args);
     for k in ["vif", "netdev", "bridge", "ip", "INTERFACE", "XENBUS_PATH", "type_if", "XENSTORED_PATH"] {
         c.env_remove(k);
@@ -183,7 +192,7 @@ fn run_vifnet(mut c: Command, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) 
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("spawn vifnet")
+    c
 }
 
 pub fn vifnet_ok(ns: &Netns, dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> String {
