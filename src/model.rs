@@ -24,6 +24,9 @@ impl IfName {
             Some("is not a valid interface name")
         } else if value.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
             Some("is not a valid interface name ('/', ':' and whitespace are not allowed)")
+        } else if !value.is_ascii() {
+            // The kernel takes any other byte, but udev, systemd and nft's tools do not.
+            Some("is not a valid interface name (ASCII only)")
         } else {
             None
         };
@@ -146,6 +149,10 @@ fn parse_ip_entry(at: &str, item: &str) -> Result<IpNetwork, ConfigError> {
     };
     if addr.is_unspecified() || addr.is_multicast() {
         return Err(bad("is not a unicast address a guest can own"));
+    }
+    // A route or an antispoof rule for the host's own loopback would mean nothing.
+    if addr.is_loopback() {
+        return Err(bad("is a loopback address, not one a guest can own"));
     }
     let net = IpNetwork::new(addr, prefix).map_err(|_| bad("is not a valid prefix"))?;
     IpNetwork::new(net.network(), prefix).map_err(|_| bad("is not a valid prefix"))
@@ -301,11 +308,14 @@ mod tests {
     fn interface_names_follow_the_kernel_rules() {
         assert!(IfName::parse("a", "vif5.0").is_ok());
         assert!(IfName::parse("a", "vif12345.0-emu").is_ok());
-        for bad in ["", "sixteen-bytes-xx", "a/b", "a b", "a:1", ".", ".."] {
+        for bad in ["", "sixteen-bytes-xx", "a/b", "a b", "a:1", ".", "..", "wéb0", "eth0\u{7f}"] {
             assert!(IfName::parse("argument vifname", bad).is_err(), "{bad}");
         }
         let e = IfName::parse("argument vifname", "a-very-long-name0").unwrap_err();
         assert_eq!(e.to_string(), "argument vifname: \"a-very-long-name0\" is longer than 15 bytes, the kernel's limit for interface names");
+        // Eight two-byte characters are 16 bytes.
+        assert!(IfName::parse("a", "éééééééé").unwrap_err().to_string().contains("longer than 15 bytes"));
+        assert!(IfName::parse("a", "wéb0").unwrap_err().to_string().ends_with("is not a valid interface name (ASCII only)"));
     }
 
     #[test]
@@ -332,7 +342,7 @@ mod tests {
         let s: Vec<String> = l.iter().map(|n| n.to_string()).collect();
         assert_eq!(s, ["192.0.2.10/32", "198.51.100.0/24", "2001:db8::5/128", "2001:db8:1::/64"]);
         assert_eq!(parse_ip_list("a", "  ").unwrap(), vec![]);
-        for bad in ["192.0.2.300", "192.0.2.1/33", "10.0.0.1/x", "0.0.0.0", "224.0.0.1", "2001:db8::/129", "1.2.3.4/+8"] {
+        for bad in ["192.0.2.300", "192.0.2.1/33", "10.0.0.1/x", "0.0.0.0", "224.0.0.1", "2001:db8::/129", "1.2.3.4/+8", "127.0.0.1", "::1"] {
             assert!(parse_ip_list("a", bad).is_err(), "{bad}");
         }
     }

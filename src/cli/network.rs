@@ -45,7 +45,7 @@ fn lock_to_change(args: &NetworkArgs, command: &str) -> Result<Option<state::Loc
 }
 
 fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS)?;
+    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS, "network-bridge")?;
     let mode = inputs::bridge_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -123,7 +123,7 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
 /// Route mode's host-wide part: forwarding, the gateway link, the `inet vifnet` table.
 /// `start` journals what it does before doing it, so that `stop` undoes exactly that.
 fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS)?;
+    inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS, "network-route")?;
     let mode = inputs::route_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -139,7 +139,7 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     return Ok(());
                 }
                 let facts = observe::route_host(&handle, &mode).await?;
-                let (plan, mut record) = plan_route::host_up(&mode, &facts)?;
+                let (plan, mut record) = plan_route::host_up(&mode, &facts).map_err(|e| e.from_source(inputs::netdev_at(inputs, "route")))?;
                 record.args = inputs::mode_args(inputs, inputs::NETWORK_ROUTE_KEYS);
                 if !start_host(&handle, args, "route", &plan, &record).await? {
                     return Ok(());
@@ -171,7 +171,7 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
 
 /// Nat mode's host-wide part: forwarding, the masquerade element, our dnsmasq.
 fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS)?;
+    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS, "network-nat")?;
     let mode = inputs::nat_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -189,7 +189,7 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                     return Ok(());
                 }
                 let facts = observe::nat_host(&handle, &mode).await?;
-                let (plan, mut record) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+                let (plan, mut record) = plan_nat::host_up(&mode, &facts, &state::dir()).map_err(|e| e.from_source(inputs::netdev_at(inputs, "nat")))?;
                 record.args = inputs::mode_args(inputs, inputs::NETWORK_NAT_KEYS);
                 if !start_host(&handle, args, "nat", &plan, &record).await? {
                     return Ok(());

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::apply::simulate;
 use crate::config::domain::DomainConfig;
 use crate::config::inputs::{self, Inputs};
-use crate::config::kv::KeyValues;
+use crate::config::modefile;
 use crate::config::sxp::XendConfig;
 use crate::config::xlconf::XlConf;
 use crate::plan::nat::{NatHostRecord, NatMode};
@@ -58,9 +58,14 @@ pub fn run(args: SetupArgs) -> Result<()> {
     }
     let prefix = args.prefix.clone().unwrap_or_else(|| format!("vfsim{}", std::process::id()));
     let empty_modes = std::env::temp_dir().join(format!("{prefix}-modes"));
+    if let Some(dir) = &args.modes_dir {
+        modefile::check_dir("--modes-dir", dir)?;
+    }
     let modes_dir = args.modes_dir.clone().unwrap_or(empty_modes.clone());
     let state_dir = std::env::temp_dir().join(format!("{prefix}-state"));
-    let mut mode = sim_mode(xend.as_ref(), xl.as_ref(), &modes_dir)?;
+    // Errors in network-script's arguments name the file they are in.
+    let script_at = args.xend_config.as_ref().map(|p| format!("{} network-script", p.display()));
+    let mut mode = sim_mode(xend.as_ref(), xl.as_ref(), &modes_dir, script_at)?;
     if let SimMode::Nat(m) = &mode {
         let (in_lab, notes) = nat_in_lab(m, &state_dir.join("nat-hosts"));
         for n in notes {
@@ -93,27 +98,30 @@ pub fn run(args: SetupArgs) -> Result<()> {
     result.and(down)
 }
 
-/// The mode the configs select, with route and nat mode's settings read as the lab's own
-/// vifnet calls will read them: the mode files of `modes_dir`, network-script arguments
-/// over them.
-fn sim_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>, modes_dir: &Path) -> Result<SimMode> {
+/// The mode the configs select, with its settings read as the lab's own vifnet calls will
+/// read them: the mode files of `modes_dir`, network-script arguments (from `script_at`)
+/// over them. Bridge mode's are read only to refuse a bad file before anything is built.
+fn sim_mode(xend: Option<&XendConfig>, xl: Option<&XlConf>, modes_dir: &Path, script_at: Option<String>) -> Result<SimMode> {
+    let inputs = Inputs { args: network_args(xend), args_origin: script_at, ..Default::default() };
     match selected_mode(xend, xl)? {
         "route" => {
-            let inputs = Inputs { args: network_args(xend), ..Default::default() };
-            inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS).context("xend-config.sxp network-script")?;
+            inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS, "network-route")?;
             Ok(SimMode::Route(inputs::route_mode_in(modes_dir, &inputs)?))
         }
-        "nat" => Ok(SimMode::Nat(nat_mode_in(modes_dir, &network_args(xend))?)),
-        _ => Ok(SimMode::Bridge),
+        "nat" => Ok(SimMode::Nat(nat_mode_in(modes_dir, &inputs)?)),
+        _ => {
+            inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS, "network-bridge")?;
+            inputs::bridge_mode_in(modes_dir, &inputs)?;
+            Ok(SimMode::Bridge)
+        }
     }
 }
 
-/// Nat mode from the mode files of `dir` with `given` (the network-script's arguments)
+/// Nat mode from the mode files of `dir` with `inputs` (the network-script's arguments)
 /// over them.
-fn nat_mode_in(dir: &Path, given: &KeyValues) -> Result<NatMode> {
-    let inputs = Inputs { args: given.clone(), ..Default::default() };
-    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS).context("xend-config.sxp network-script")?;
-    Ok(inputs::nat_mode_in(dir, &inputs)?)
+fn nat_mode_in(dir: &Path, inputs: &Inputs) -> Result<NatMode> {
+    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS, "network-nat")?;
+    Ok(inputs::nat_mode_in(dir, inputs)?)
 }
 
 struct Dirs {
@@ -284,15 +292,16 @@ mod tests {
     #[test]
     fn the_example_nat_toml_is_read_with_the_network_scripts_arguments_over_it() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nat-cluster");
-        let mut given = KeyValues::new();
-        given.push("domain", "lab.internal");
-        let m = nat_mode_in(&dir, &given).unwrap();
+        let mut inputs = Inputs { args_origin: Some("xend-config.sxp network-script".into()), ..Default::default() };
+        inputs.args.push("domain", "lab.internal");
+        let m = nat_mode_in(&dir, &inputs).unwrap();
         assert_eq!((m.prefix.to_string().as_str(), m.domain.as_str()), ("10.10.0.0/16", "lab.internal"));
         assert_eq!(m.hosts, Path::new("/var/lib/vifnet/cluster-hosts"));
-        given.push("prefix", "10.10.0.0/25");
-        let e = format!("{:#}", nat_mode_in(&dir, &given).unwrap_err());
-        assert!(e.starts_with("argument prefix: ") && e.contains("must be a network of at most /24"), "{e}");
-        given.push("bogus", "1");
-        assert!(format!("{:#}", nat_mode_in(&dir, &given).unwrap_err()).starts_with("xend-config.sxp network-script: "));
+        inputs.args.push("prefix", "10.10.0.0/25");
+        let e = format!("{:#}", nat_mode_in(&dir, &inputs).unwrap_err());
+        assert!(e.starts_with("xend-config.sxp network-script prefix: ") && e.contains("must be a network of at most /24"), "{e}");
+        inputs.args.push("domian", "1");
+        let e = format!("{:#}", nat_mode_in(&dir, &inputs).unwrap_err());
+        assert!(e.starts_with("xend-config.sxp network-script domian: \"1\" is not a key of network-nat (did you mean domain?)"), "{e}");
     }
 }

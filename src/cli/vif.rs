@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::inputs::{self, Inputs};
-use crate::config::kv;
+use crate::config::{kv, ConfigError};
 use crate::model::{DevType, IfName};
 use crate::plan::{bridge as plan_bridge, device_index, nat as plan_nat, route as plan_route, Origin, Plan, VifJournal};
 use crate::xenstore::XenStore;
@@ -64,8 +64,8 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
     if let Some(extra) = words.get(1) {
         bail!("argument {extra:?}: unexpected; give settings as key=value");
     }
-    let mut inputs = Inputs { args: kvs, env: Inputs::env_from_process(), xenstore: Vec::new(), xenbus_path: xenbus_path.map(String::from) };
-    inputs.check_arg_keys(inputs::VIF_ARG_KEYS)?;
+    let mut inputs = Inputs { args: kvs, env: Inputs::env_from_process(), xenstore: Vec::new(), xenbus_path: xenbus_path.map(String::from), ..Default::default() };
+    inputs.check_arg_keys(inputs::VIF_ARG_KEYS, "vif scripts")?;
     let dev_type = match inputs.get_set("type_if") {
         Some(s) => DevType::parse(&s.at, &s.value)?,
         None => DevType::Vif,
@@ -93,7 +93,8 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
         paths.extend(name_path.clone());
         let mut values = x.read_many(&paths.iter().map(String::as_str).collect::<Vec<_>>()).context("xenstore")?;
         if let Some(name_path) = name_path {
-            domain_name = values.pop().flatten().map(|value| inputs::Sourced { value, at: format!("xenstore {name_path}") });
+            // An empty key is as good as none, as for the backend's keys.
+            domain_name = values.pop().flatten().filter(|v| !v.trim().is_empty()).map(|value| inputs::Sourced { value, at: format!("xenstore {name_path}") });
         }
         for (key, value) in inputs::XENSTORE_KEYS.iter().zip(values) {
             if let Some(v) = value {
@@ -240,17 +241,30 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
         Some(h) => (Plan::default(), h, false),
         None => {
             let facts = observe::route_host(&handle, &mode).await?;
-            let (p, mut h) = plan_route::host_up(&mode, &facts)?;
+            let (p, mut h) = plan_route::host_up(&mode, &facts).map_err(|e| e.from_source(inputs::netdev_at(call.inputs, "route")))?;
             h.args = inputs::mode_args(call.inputs, inputs::NETWORK_ROUTE_KEYS);
             (p, h, true)
         }
     };
     let facts = observe::vif_links(&handle, &vif.kernel_name, &vif.name).await?;
+    // Two guests routed one address would each get half its traffic: the second is refused.
+    if let Some((ip, dev)) = plan_route::routed_elsewhere(&vif, &observe::our_routes_to(&handle, &vif.ips).await?) {
+        let at = call.inputs.get_set("ip").map(|s| s.at).unwrap_or_else(|| "ip".into());
+        bail!(ConfigError::bad(at, ip.ip().to_string(), format!("is routed to {dev} already, another guest's vif: take that one offline first")));
+    }
     // Without a gateway the vif answers for the uplink's own addresses, as Xen's vif-route
     // did: libxl's `gatewaydev` (the `netdev` it passes) names the device, else the uplink.
     let uplink_addrs = match (host.mode.gateway.is_empty(), call.inputs.get_set("netdev").or_else(|| call.inputs.get_set("gatewaydev"))) {
         (false, _) => Vec::new(),
-        (true, Some(dev)) => observe::global_addresses(&handle, &IfName::parse(&dev.at, dev.value.trim())?).await?,
+        (true, Some(dev)) => {
+            // libxl passes the vif's gatewaydev; a link that is not there is a typo to
+            // name, not a guest left without a gateway.
+            let name = IfName::parse(&dev.at, dev.value.trim())?;
+            if observe::link(&handle, name.as_str()).await?.is_none() {
+                bail!(ConfigError::bad(&dev.at, &dev.value, "is not a link on this host"));
+            }
+            observe::global_addresses(&handle, &name).await?
+        }
         (true, None) => match &host.uplink {
             Some(up) => observe::global_addresses(&handle, up).await?,
             None => Vec::new(),
@@ -312,7 +326,7 @@ async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome
         Some(h) => (Plan::default(), h, false),
         None => {
             let facts = observe::nat_host(&handle, &mode).await?;
-            let (p, mut h) = plan_nat::host_up(&mode, &facts, &state::dir())?;
+            let (p, mut h) = plan_nat::host_up(&mode, &facts, &state::dir()).map_err(|e| e.from_source(inputs::netdev_at(call.inputs, "nat")))?;
             h.args = inputs::mode_args(call.inputs, inputs::NETWORK_NAT_KEYS);
             (p, h, true)
         }

@@ -46,8 +46,8 @@ pub fn parse_domain_config(text: &str, origin: &str) -> Result<DomainConfig, Con
         for (devid, Located { line, raw }) in items.iter().enumerate() {
             let at = format!("{origin}:{line} vif[{devid}]");
             match raw {
-                Raw::Str(spec) | Raw::Word(spec) => vifs.push(kv::split_vif_spec(spec, &at)?),
-                Raw::Num(n) => vifs.push(kv::split_vif_spec(&n.to_string(), &at)?),
+                Raw::Str(spec) | Raw::Word(spec) => vifs.push(vif_spec(spec, &at)?),
+                Raw::Num(n) => vifs.push(vif_spec(&n.to_string(), &at)?),
                 Raw::List(_) => {
                     let shown = Located {
                         line: *line,
@@ -65,6 +65,23 @@ pub fn parse_domain_config(text: &str, origin: &str) -> Result<DomainConfig, Con
         }
     }
     Ok(DomainConfig { name, vifs })
+}
+
+/// The keys xl takes in a vif entry (xl-network-configuration(5), xl's parse_nic_config),
+/// and vifnet's own `antispoof`. xl refuses any other, and so do we, by name.
+pub const VIF_KEYS: &[&str] = &[
+    "mac", "bridge", "gatewaydev", "netdev", "type", "model", "vifname", "script", "ip", "backend", "rate", "devid", "mtu",
+    "trusted", "untrusted", "accel", "forwarddev", "antispoof",
+];
+
+/// One vif entry, its keys checked: `web.cfg:7 vif[1] brige: "xenbr0" is not a key of vif entries (did you mean bridge?)`.
+fn vif_spec(spec: &str, at: &str) -> Result<KeyValues, ConfigError> {
+    let kv = kv::split_vif_spec(spec, at)?;
+    // COLO's many settings share a prefix; they concern QEMU, not the host network.
+    if let Some((k, v)) = kv.iter().find(|(k, _)| !VIF_KEYS.contains(k) && !k.starts_with("colo_")) {
+        return Err(ConfigError::unknown_key(at, k, v, "vif entries", VIF_KEYS));
+    }
+    Ok(kv)
 }
 
 impl DomainConfig {
@@ -171,6 +188,11 @@ vnuma = [ [ "pnode=0", "size=512", "vcpus=0", "vdistances=10,20" ],
             ("name = 'web'\nvif = [ 'bridge=xenbr0'\n", "web.cfg:2:7: list not closed"),
             ("name = 'web'\nvif = [ 'bridge=xenbr0 ]\n", "web.cfg:2:9: unterminated string"),
             ("name = 'web'\nmemory = 1G\n", "web.cfg:2 memory: \"1G\" is not a number"),
+            (
+                "name = 'web'\nvif = [ 'mac=00:16:3e:00:00:01', 'mac=00:16:3e:00:00:02, brige=xenbr0' ]\n",
+                "web.cfg:2 vif[1] brige: \"xenbr0\" is not a key of vif entries (did you mean bridge?)",
+            ),
+            ("name = 'web'\nvif = [ 'colour=blue' ]\n", "web.cfg:2 vif[0] colour: \"blue\" is not a key of vif entries"),
         ];
         crate::config::assert_one_line_errors(cases, |input| parse_domain_config(input, "web.cfg"));
     }

@@ -34,6 +34,9 @@ pub struct Inputs {
     /// Backend keys, read from `xenbus_path`.
     pub xenstore: Vec<(String, String)>,
     pub xenbus_path: Option<String>,
+    /// Where `args` came from when not the command line, e.g. `/etc/xen/xend-config.sxp:12
+    /// network-script`: errors name it instead of `argument`.
+    pub args_origin: Option<String>,
 }
 
 /// A value and where it came from (`argument ip`, `environment vif`, `xenstore backend/vif/5/0/ip`).
@@ -50,18 +53,22 @@ impl Inputs {
     }
 
     /// Refuses argument keys the verb does not know (Xen eval'd anything; we name the typo).
-    pub fn check_arg_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
-        for (k, _) in self.args.iter() {
-            if !known.contains(&k) {
-                return Err(ConfigError::UnknownKey { at: "argument".into(), key: k.to_string() });
-            }
+    /// `of` says whose keys `known` are (`vif scripts`, `network-route`).
+    pub fn check_arg_keys(&self, known: &[&str], of: &str) -> Result<(), ConfigError> {
+        match self.args.iter().find(|(k, _)| !known.contains(k)) {
+            Some((k, v)) => Err(ConfigError::unknown_key(self.args_at(), k, v, of, known)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Where the `key=value` arguments came from: the command line, or a file's script call.
+    fn args_at(&self) -> &str {
+        self.args_origin.as_deref().unwrap_or("argument")
     }
 
     pub fn get(&self, key: &str) -> Option<Sourced> {
         if let Some(v) = self.args.get(key) {
-            return Some(Sourced { value: v.to_string(), at: format!("argument {key}") });
+            return Some(Sourced { value: v.to_string(), at: format!("{} {key}", self.args_at()) });
         }
         if let Some((_, v)) = self.env.iter().rev().find(|(k, _)| k == key) {
             return Some(Sourced { value: v.clone(), at: format!("environment {key}") });
@@ -97,19 +104,20 @@ super::modefile::mode_file! {
 
 /// Bridge mode's host-wide settings: the mode files, then `key=value` arguments.
 pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
-    let file = super::modefile::load::<BridgeModeFile>("bridge")?;
-    let origin = super::modefile::override_path("bridge").display().to_string();
+    bridge_mode_in(&super::modefile::modes_dir()?, inputs)
+}
+
+/// `bridge_mode` with the administrator's mode files in `dir`.
+pub fn bridge_mode_in(dir: &std::path::Path, inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
+    let file = super::modefile::load_from::<BridgeModeFile>(dir, "bridge")?;
+    let origin = dir.join("bridge.toml").display().to_string();
     let bridge = setting(inputs, &origin, "bridge", file.bridge, "xenbr0");
     let bridge = IfName::parse(&bridge.at, &bridge.value)?;
     let flag = |key, file_value, default| flag(inputs, key, file_value, default);
-    let netdev = match inputs.args.get("netdev").or(file.netdev.as_deref()) {
-        Some(n) if !n.is_empty() => Some(IfName::parse("netdev", n)?),
-        _ => None,
-    };
     Ok(BridgeMode {
         bridge,
         create_bridge: flag("create_bridge", file.create_bridge, true)?,
-        netdev,
+        netdev: uplink(inputs, &origin, file.netdev)?,
         takeover: flag("takeover", file.takeover, false)?,
         antispoof: flag("antispoof", file.antispoof, true)?,
     })
@@ -119,12 +127,13 @@ pub fn bridge_mode(inputs: &Inputs) -> Result<BridgeMode, ConfigError> {
 /// the administrator's override, named even when the shipped default applies), else `default`.
 fn setting(inputs: &Inputs, origin: &str, key: &str, file_value: Option<String>, default: &str) -> Sourced {
     match inputs.args.get(key) {
-        Some(v) => Sourced { value: v.to_string(), at: format!("argument {key}") },
+        Some(v) => Sourced { value: v.to_string(), at: format!("{} {key}", inputs.args_at()) },
         None => Sourced { value: file_value.unwrap_or_else(|| default.into()), at: format!("{origin} {key}") },
     }
 }
 
-/// The `netdev` setting of route and nat mode: empty means the default route's device.
+/// The `netdev` setting of every mode: empty means none (route and nat mode: the default
+/// route's device).
 fn uplink(inputs: &Inputs, origin: &str, file_value: Option<String>) -> Result<Option<IfName>, ConfigError> {
     let netdev = setting(inputs, origin, "netdev", file_value, "");
     match netdev.value.trim() {
@@ -133,10 +142,19 @@ fn uplink(inputs: &Inputs, origin: &str, file_value: Option<String>) -> Result<O
     }
 }
 
+/// Where route or nat `mode`'s `netdev` setting comes from, for a message about the link
+/// it names: the argument, else the administrator's mode file.
+pub fn netdev_at(inputs: &Inputs, mode: &str) -> String {
+    match inputs.args.contains_key("netdev") {
+        true => format!("{} netdev", inputs.args_at()),
+        false => format!("{} netdev", super::modefile::override_path(mode).display()),
+    }
+}
+
 /// A yes/no setting: the argument, else the mode file, else the default.
 fn flag(inputs: &Inputs, key: &str, file_value: Option<bool>, default: bool) -> Result<bool, ConfigError> {
     match inputs.args.get(key) {
-        Some(v) => model::parse_bool(&format!("argument {key}"), v),
+        Some(v) => model::parse_bool(&format!("{} {key}", inputs.args_at()), v),
         None => Ok(file_value.unwrap_or(default)),
     }
 }
@@ -156,7 +174,7 @@ super::modefile::mode_file! {
 /// Route mode's host-wide settings: the mode files, then `key=value` arguments. Each
 /// error names where the value came from.
 pub fn route_mode(inputs: &Inputs) -> Result<RouteMode, ConfigError> {
-    route_mode_in(&super::modefile::modes_dir(), inputs)
+    route_mode_in(&super::modefile::modes_dir()?, inputs)
 }
 
 /// `route_mode` with the administrator's mode files in `dir`.
@@ -200,7 +218,7 @@ super::modefile::mode_file! {
 
 /// Nat mode's host-wide settings: the mode files, then `key=value` arguments.
 pub fn nat_mode(inputs: &Inputs) -> Result<NatMode, ConfigError> {
-    nat_mode_in(&super::modefile::modes_dir(), inputs)
+    nat_mode_in(&super::modefile::modes_dir()?, inputs)
 }
 
 /// `nat_mode` with the administrator's mode files in `dir`.
@@ -272,7 +290,13 @@ pub fn nat_vif(inputs: &Inputs, mode: &NatMode, dev_type: DevType, domain_name: 
     };
     let ip = match inputs.get_set("ip") {
         Some(s) => match model::parse_ip_list(&s.at, &s.value)?.as_slice() {
-            [ipnetwork::IpNetwork::V4(n)] if n.prefix() == 32 => Some(n.ip()),
+            [ipnetwork::IpNetwork::V4(n)] if n.prefix() == 32 => match crate::plan::nat::slot(&mode.prefix, n.ip()) {
+                Some(_) => Some(n.ip()),
+                None => {
+                    let problem = format!("is not a guest address of prefix {} (the last byte must be 1 to 127; the host side takes +128)", mode.prefix);
+                    return Err(ConfigError::bad(&s.at, &s.value, problem));
+                }
+            },
             _ => return Err(ConfigError::bad(&s.at, &s.value, "is not one IPv4 address (nat mode gives each interface one)")),
         },
         None => None,
@@ -390,6 +414,7 @@ mod tests {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             xenstore: xs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             xenbus_path: Some("backend/vif/5/0".into()),
+            args_origin: None,
         }
     }
     fn mode() -> BridgeMode {
@@ -422,7 +447,7 @@ mod tests {
     }
 
     fn shipped_route() -> RouteModeFile {
-        super::super::modefile::parse_partial(super::super::modefile::shipped("route").unwrap(), "shipped").unwrap()
+        super::super::modefile::parse_partial(super::super::modefile::shipped("route").unwrap(), "shipped", "route").unwrap()
     }
 
     #[test]
@@ -445,5 +470,30 @@ mod tests {
         assert!(e.starts_with("argument gateway: \"80.68.86.192/29\" is the block's network address"), "{e}");
         let e = route_mode_from(&inputs(&[("gateway_link", "a/b")], &[], &[]), shipped_route(), "f").unwrap_err().to_string();
         assert!(e.starts_with("argument gateway_link: "), "{e}");
+    }
+
+    #[test]
+    fn a_nat_address_is_one_ipv4_guest_address_of_the_prefix_named_by_its_source() {
+        let mode = nat_mode_in(std::path::Path::new("/nonexistent"), &inputs(&[], &[], &[])).unwrap();
+        let e = |ip: &str| {
+            let i = inputs(&[("name", "web"), ("mac", "00:16:3e:00:00:05")], &[("vif", "vif5.0")], &[("ip", ip)]);
+            nat_vif(&i, &mode, DevType::Vif, None).unwrap_err().to_string()
+        };
+        assert_eq!(e("fd00::5"), "xenstore backend/vif/5/0/ip: \"fd00::5\" is not one IPv4 address (nat mode gives each interface one)");
+        for outside in ["192.0.2.5", "10.0.0.129", "10.0.0.0"] {
+            assert!(e(outside).starts_with(&format!("xenstore backend/vif/5/0/ip: \"{outside}\" is not a guest address of prefix 10.0.0.0/8")), "{outside}");
+        }
+        let e = nat_mode_in(std::path::Path::new("/nonexistent"), &inputs(&[("prefix", "fd00::/64")], &[], &[])).unwrap_err();
+        assert!(e.to_string().starts_with("argument prefix: \"fd00::/64\" is not an IPv4 prefix"), "{e}");
+    }
+
+    #[test]
+    fn a_loopback_or_unicode_value_is_refused_with_its_source() {
+        let i = inputs(&[], &[("vif", "vif5.0")], &[("ip", "127.0.0.1"), ("mac", "00:16:3e:00:00:05")]);
+        let e = bridged_vif(&i, &mode(), DevType::Vif).unwrap_err().to_string();
+        assert!(e.starts_with("xenstore backend/vif/5/0/ip: \"127.0.0.1\" is a loopback address"), "{e}");
+        let i = inputs(&[], &[("vif", "vif5.0"), ("bridge", "brü0")], &[]);
+        let e = bridged_vif(&i, &mode(), DevType::Vif).unwrap_err().to_string();
+        assert_eq!(e, "environment bridge: \"brü0\" is not a valid interface name (ASCII only)");
     }
 }

@@ -606,7 +606,12 @@ pub fn parse_xl_conf(text: &str, origin: &str) -> Result<XlConf, ConfigError> {
             }
             _ => continue,
         };
-        *slot = Some(as_string(value, &at())?);
+        let value = as_string(value, &at())?;
+        // Interface names are checked here, where the line that gave them is known.
+        if matches!(key.as_str(), "vif.default.bridge" | "vif.default.gatewaydev") {
+            crate::model::IfName::parse(&at(), &value)?;
+        }
+        *slot = Some(value);
     }
     Ok(conf)
 }
@@ -969,5 +974,13 @@ max_grant_frames = 0x40
             err.to_string().starts_with("/nonexistent/xl.conf: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn default_interface_names_are_checked_on_their_line() {
+        let e = parse_xl_conf("autoballoon = 0\nvif.default.bridge = \"br/0\"\n", "xl.conf").unwrap_err();
+        assert!(e.to_string().starts_with("xl.conf:2 vif.default.bridge: \"br/0\" is not a valid interface name"), "{e}");
+        let e = parse_xl_conf("vif.default.gatewaydev = \"an-uplink-too-long\"\n", "xl.conf").unwrap_err();
+        assert!(e.to_string().starts_with("xl.conf:1 vif.default.gatewaydev: \"an-uplink-too-long\" is longer than 15 bytes"), "{e}");
     }
 }

@@ -206,6 +206,45 @@ pub fn sysctls_now(changed: &[plan_route::SysctlChange]) -> std::collections::BT
     changed.iter().filter_map(|c| sysctl(&c.key).map(|v| (c.key.clone(), v))).collect()
 }
 
+/// The devices our host routes (protocol 118) to `ips` go out of, where there are any:
+/// one FIB lookup per address (`ip route get fibmatch`), whatever the number of guests.
+/// Prefixes are left out: a lookup finds the most specific route, not theirs.
+pub async fn our_routes_to(handle: &Handle, ips: &[IpNetwork]) -> Result<Vec<(IpNetwork, IfName)>, ObserveError> {
+    use netlink_packet_route::route::{RouteAddress, RouteFlags, RouteProtocol};
+    let mut out = Vec::new();
+    for ip in ips.iter().filter(|n| crate::plan::nft::is_host(n)) {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        msg.header.destination_prefix_length = ip.prefix();
+        msg.header.flags = RouteFlags::FibMatch;
+        msg.attributes.push(RouteAttribute::Destination(match ip.ip() {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+        let found = match handle.route().get(msg).execute().try_next().await {
+            Ok(m) => m,
+            // No route at all to it (no default route either): nobody else routes it.
+            Err(rtnetlink::Error::NetlinkError(e)) if [-libc::ENETUNREACH, -libc::EHOSTUNREACH, -libc::ESRCH].contains(&e.raw_code()) => None,
+            Err(err) => return Err(ObserveError::Netlink { what: format!("the route to {}", ip.ip()), err }),
+        };
+        let Some(r) = found else { continue };
+        if r.header.protocol != RouteProtocol::from(crate::names::ROUTE_PROTOCOL) || r.header.destination_prefix_length != ip.prefix() {
+            continue;
+        }
+        let oif = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        if let Some(dev) = match oif {
+            Some(i) => link_name(handle, i).await?,
+            None => None,
+        } {
+            out.push((*ip, dev));
+        }
+    }
+    Ok(out)
+}
+
 /// What the host-wide part of route mode depends on: the uplink, the sysctls it may
 /// change, the gateway link and its addresses.
 pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, ObserveError> {

@@ -54,13 +54,24 @@ impl Facts {
     }
 }
 
+impl PlanError {
+    /// Names where a missing link's name came from, which the plan does not know.
+    pub fn from_source(self, at: String) -> Self {
+        match self {
+            PlanError::NoSuchLink { name, .. } => PlanError::NoSuchLink { key: at, name },
+            other => other,
+        }
+    }
+}
+
 /// Why a plan cannot be made; each is one line an administrator can act on.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     #[error("uplink_proxy: there is no uplink to answer on (no netdev set, and no default route to take it from)")]
     NoUplink,
-    #[error("{key} {name}: no such link")]
-    NoSuchLink { key: &'static str, name: String },
+    /// `key` says where the name came from once known (`argument netdev`).
+    #[error("{key}: {name:?} is not a link on this host")]
+    NoSuchLink { key: String, name: String },
     #[error("netdev: nat mode needs an uplink to masquerade out of (no netdev set, and no default route to take it from)")]
     NoNatUplink,
     #[error("prefix {prefix}: all {machines} machine numbers are taken (each domain name keeps its number in the hosts file)")]

@@ -46,7 +46,7 @@ pub fn host_side(guest: Ipv4Addr) -> Ipv4Addr {
 }
 
 /// Machine number and interface of an address of the prefix's guests, if it is one.
-fn slot(prefix: &Ipv4Network, addr: Ipv4Addr) -> Option<(u32, u8)> {
+pub fn slot(prefix: &Ipv4Network, addr: Ipv4Addr) -> Option<(u32, u8)> {
     let offset = u32::from(addr).checked_sub(u32::from(prefix.network()))?;
     let (machine, iface) = (offset >> 8, (offset & 0xff) as u8);
     (prefix.contains(addr) && machine < machines(prefix) && (1..128).contains(&iface)).then_some((machine, iface))
@@ -236,7 +236,7 @@ fn masquerade(uplink: &IfName, prefix: &Ipv4Network) -> Elem {
 /// prefix out of the uplink (an element: never a second rule), dnsmasq if we run it.
 pub fn host_up(mode: &NatMode, facts: &NatHostFacts, state_dir: &Path) -> Result<(Plan, NatHostRecord), PlanError> {
     if let (true, Some(n)) = (facts.netdev_missing, &mode.netdev) {
-        return Err(PlanError::NoSuchLink { key: "netdev", name: n.to_string() });
+        return Err(PlanError::NoSuchLink { key: "netdev".into(), name: n.to_string() });
     }
     let uplink = facts.uplink.clone().ok_or(PlanError::NoNatUplink)?;
     let mut plan = Plan::default();

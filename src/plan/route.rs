@@ -138,7 +138,7 @@ pub fn sysctl_keys(mode: &RouteMode, uplink: Option<&IfName>) -> Vec<String> {
 /// with its addresses, and the `inet vifnet` table.
 pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord), PlanError> {
     if let (true, Some(netdev)) = (facts.netdev_missing, &mode.netdev) {
-        return Err(PlanError::NoSuchLink { key: "netdev", name: netdev.to_string() });
+        return Err(PlanError::NoSuchLink { key: "netdev".into(), name: netdev.to_string() });
     }
     if mode.uplink_proxy && facts.uplink.is_none() {
         return Err(PlanError::NoUplink);
@@ -331,6 +331,16 @@ pub fn vif_up(
         plan.push(Step::Announce { dev: up.clone(), addrs: rec.proxied.clone() });
     }
     Ok((plan, rec))
+}
+
+/// The first of `vif`'s addresses that our routes (`routed`: address and device, as
+/// [`crate::observe::our_routes_to`] reads them) send to another guest's device. The vif
+/// itself, under either of its names, and its HVM twin (`web0` and `web0-emu`, which route
+/// the same guest with different metrics) are not another guest.
+pub fn routed_elsewhere<'a>(vif: &RoutedVif, routed: &'a [(IpNetwork, IfName)]) -> Option<&'a (IpNetwork, IfName)> {
+    let guest = |n: &IfName| n.as_str().strip_suffix("-emu").unwrap_or(n.as_str()).to_string();
+    let ours = [guest(&vif.kernel_name), guest(&vif.name)];
+    routed.iter().find(|(ip, dev)| vif.ips.contains(ip) && !ours.contains(&guest(dev)))
 }
 
 /// Whether the removal `del` takes away something `adds` makes.
@@ -549,5 +559,23 @@ mod tests {
         assert!(l.contains(&"ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)".to_string()), "{l:?}");
         assert!(!l.iter().any(|s| s.starts_with("ip addr del")), "the gateway stays: {l:?}");
         assert!(l.contains(&"ip route add 80.68.86.195/32 dev vif5.0 proto 118 metric 2".to_string()));
+    }
+
+    #[test]
+    fn an_address_routed_to_another_guest_is_found_and_the_vifs_own_twin_is_not() {
+        let name = |s: &str| IfName::parse("t", s).unwrap();
+        let vif = RoutedVif {
+            kernel_name: name("vif6.0"),
+            name: name("db0"),
+            dev_type: DevType::Vif,
+            ips: parse_ip_list("t", "192.0.2.5 2001:db8::5").unwrap(),
+            mtu: None,
+            antispoof: true,
+        };
+        let ip = |s: &str| parse_ip_list("t", s).unwrap()[0];
+        let own = [(ip("192.0.2.5"), name("db0")), (ip("2001:db8::5"), name("db0-emu")), (ip("192.0.2.5"), name("vif6.0"))];
+        assert_eq!(routed_elsewhere(&vif, &own), None);
+        let other = [(ip("192.0.2.9"), name("vif5.0")), (ip("2001:db8::5"), name("vif5.0"))];
+        assert_eq!(routed_elsewhere(&vif, &other), Some(&other[1]));
     }
 }

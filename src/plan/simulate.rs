@@ -328,6 +328,8 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
 
     let mut guests = Vec::new();
     let mut lan_routes: Vec<SimRoute> = Vec::new();
+    // Every ip= so far and whose it is: two guests with one address reach neither reliably.
+    let mut claimed: Vec<(IpNetwork, String)> = Vec::new();
     for (i, d) in domains.iter().enumerate() {
         let domid = i as u32 + 1;
         let mut vifs = Vec::new();
@@ -350,6 +352,13 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
             // Every setting is checked here, before any namespace exists.
             let at = |key: &str| format!("{} vif[{devid}] {key}", d.name);
             let ips = parse_ip_list(&at("ip"), settings.get("ip").unwrap_or(""))?;
+            for ip in &ips {
+                if let Some((_, owner)) = claimed.iter().find(|(c, _)| c == ip) {
+                    let shown = if super::nft::is_host(ip) { ip.ip().to_string() } else { ip.to_string() };
+                    return Err(ConfigError::bad(at("ip"), shown, format!("is already {owner}'s address")));
+                }
+            }
+            claimed.extend(ips.iter().map(|ip| (*ip, format!("{} vif[{devid}]", d.name))));
             for key in ["bridge", "vifname"] {
                 if let Some(v) = settings.get(key) {
                     IfName::parse(&at(key), v)?;
@@ -714,5 +723,14 @@ mod tests {
         let over = NatMode { prefix: "192.0.0.0/16".parse().unwrap(), ..nat_mode() };
         let e = lab("t", None, None, &[domain("node1", "mac=00:16:3e:c1:00:01")], &SimMode::Nat(over)).unwrap_err().to_string();
         assert_eq!(e, "nat mode prefix: \"192.0.0.0/16\" overlaps the lab's lan 192.0.2.0/24: choose another");
+    }
+
+    #[test]
+    fn two_guests_claiming_one_address_are_refused_naming_the_first() {
+        let m = route_mode("203.0.113.193/29", false);
+        let e = lab("t", None, None, &[domain("web", "ip=203.0.113.194"), domain("db", "ip=203.0.113.194")], &SimMode::Route(m)).unwrap_err();
+        assert_eq!(e.to_string(), "db vif[0] ip: \"203.0.113.194\" is already web vif[0]'s address");
+        let e = lab("t", None, None, &[domain("web", "ip=192.0.2.10"), domain("db", "ip=192.0.2.0/24 192.0.2.10")], &SimMode::Bridge).unwrap_err();
+        assert!(e.to_string().starts_with("db vif[0] ip: \"192.0.2.10\" is already web vif[0]'s"), "{e}");
     }
 }
