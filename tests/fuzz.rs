@@ -120,21 +120,21 @@ const TOML_TOKENS: &[&str] = &["=", "\"", "'", "\"\"\"", "'''", "[", "]", "[[", 
 #[test]
 fn bridge_mode_file_parser_never_panics() {
     run(Target { name: "bridge-mode", seeds: seeds::bridge_mode(), tokens: TOML_TOKENS }, |bytes| {
-        one_line(&modefile::parse_partial::<BridgeModeFile>(&text(bytes), ORIGIN))
+        one_line(&modefile::parse_partial::<BridgeModeFile>(&text(bytes), ORIGIN, "bridge"))
     });
 }
 
 #[test]
 fn route_mode_file_parser_never_panics() {
     run(Target { name: "route-mode", seeds: seeds::route_mode(), tokens: TOML_TOKENS }, |bytes| {
-        one_line(&modefile::parse_partial::<RouteModeFile>(&text(bytes), ORIGIN))
+        one_line(&modefile::parse_partial::<RouteModeFile>(&text(bytes), ORIGIN, "route"))
     });
 }
 
 #[test]
 fn nat_mode_file_parser_never_panics() {
     run(Target { name: "nat-mode", seeds: seeds::nat_mode(), tokens: TOML_TOKENS }, |bytes| {
-        one_line(&modefile::parse_partial::<NatModeFile>(&text(bytes), ORIGIN))
+        one_line(&modefile::parse_partial::<NatModeFile>(&text(bytes), ORIGIN, "nat"))
     });
 }
 
