@@ -1,8 +1,10 @@
 //! The command line: argv[0] dispatch (network-bridge, vif-bridge, ...), clap, exit codes.
 
+mod changed_mode;
 mod check;
 mod doctor;
 mod gc;
+mod mend;
 mod network;
 mod reload;
 mod setup;

@@ -146,8 +146,7 @@ struct Call<'a> {
 impl Call<'_> {
     /// Journal first, then the plan; on failure nothing is left on the host, and the
     /// journal goes back to what it was.
-    async fn apply(&self, handle: &rtnetlink::Handle, plan: &Plan, mut journal: VifJournal, previous: Option<&VifJournal>, ifindex: Option<u32>) -> Result<()> {
-        journal.set_origin(Origin { ifindex, backend: self.xenbus_path.map(String::from) });
+    async fn apply(&self, handle: &rtnetlink::Handle, plan: &Plan, journal: VifJournal, previous: Option<&VifJournal>) -> Result<()> {
         state::write_vif(&journal)?;
         if let Err(e) = apply::setup(handle, plan).await {
             match previous {
@@ -167,14 +166,13 @@ impl Call<'_> {
         plan: &Plan,
         journal: VifJournal,
         previous: Option<&VifJournal>,
-        ifindex: Option<u32>,
         mode: &str,
         new_host: Option<&H>,
     ) -> Result<()> {
         if let Some(h) = new_host {
             state::write_host(mode, h)?;
         }
-        let applied = self.apply(handle, plan, journal, previous, ifindex).await;
+        let applied = self.apply(handle, plan, journal, previous).await;
         if applied.is_err() && new_host.is_some() {
             state::remove_host(mode)?;
         }
@@ -190,6 +188,13 @@ impl Call<'_> {
                 None => bail!("{}: is online in {} mode; take it offline first", self.kernel_name, j.mode()),
             },
         }
+    }
+
+    /// The journal of this online: the record, and where the vif came from (its device's
+    /// index now, libxl's backend path), by which a later call tells it is stale.
+    fn journal(&self, mut journal: VifJournal, ifindex: Option<u32>) -> VifJournal {
+        journal.set_origin(Origin { ifindex, backend: self.xenbus_path.map(String::from) });
+        journal
     }
 
     fn print(&self, plan: &Plan) -> bool {
@@ -221,7 +226,7 @@ async fn bridge_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outc
         return Ok(Outcome::DryRun);
     }
     let ifindex = device_index(&vif.kernel_name, &vif.name, &facts);
-    call.apply(&handle, &plan, VifJournal::Bridge(record.clone()), previous.as_ref(), ifindex).await?;
+    call.apply(&handle, &plan, call.journal(VifJournal::Bridge(record.clone()), ifindex), previous.as_ref()).await?;
     log::info(&format!("{}: on bridge {}{}", record.name, record.bridge, antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: Some(record.mtu) })
 }
@@ -276,7 +281,8 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
         return Ok(Outcome::DryRun);
     }
     let ifindex = device_index(&vif.kernel_name, &vif.name, &facts);
-    call.apply_with_host(&handle, &plan, VifJournal::Route(record.clone()), previous.as_ref(), ifindex, "route", host_is_new.then_some(&host)).await?;
+    let journal = call.journal(VifJournal::Route(record.clone()), ifindex);
+    call.apply_with_host(&handle, &plan, journal, previous.as_ref(), "route", host_is_new.then_some(&host)).await?;
     let ips: Vec<String> = record.ips.iter().map(|n| n.to_string()).collect();
     log::info(&format!("{}: routes {}{}", record.name, ips.join(" "), antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
@@ -338,7 +344,8 @@ async fn nat_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outcome
         return Ok(Outcome::DryRun);
     }
     let ifindex = device_index(&vif.kernel_name, &vif.name, &facts.links);
-    call.apply_with_host(&handle, &plan, VifJournal::Nat(record.clone()), previous.as_ref(), ifindex, "nat", host_is_new.then_some(&host)).await?;
+    let journal = call.journal(VifJournal::Nat(record.clone()), ifindex);
+    call.apply_with_host(&handle, &plan, journal, previous.as_ref(), "nat", host_is_new.then_some(&host)).await?;
     log::info(&format!("{}: {} is {} (host side {}){}", record.name, record.hostname, record.guest, record.host_side, antispoof_note(record.antispoof)));
     Ok(Outcome::Online { mtu: record.mtu })
 }

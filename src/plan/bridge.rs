@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::nft::{again, guest_elements, Elem, ElemChange, Table};
-use super::{device_steps, BridgeVifRecord, Facts, LinkFacts, Plan, PlanError, Step};
-use crate::model::{BridgedVif, IfName, MacAddr};
+use super::{create_own_bridge, device_steps, BridgeVifRecord, Facts, LinkFacts, Plan, PlanError, Step};
+use crate::model::{BridgedVif, IfName};
 
 /// Host-wide settings of bridge mode (modes/bridge.toml, then arguments).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,19 +22,6 @@ pub struct BridgeMode {
 fn legacy_bridge_name(bridge: &IfName) -> Option<String> {
     let n = bridge.as_str().strip_prefix("xenbr")?;
     (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| format!("eth{n}"))
-}
-
-/// A bridge we create gets a MAC of its own, derived from its name: otherwise it would take
-/// the lowest port MAC, fe:ff:ff:ff:ff:ff of the first vif, and change as guests come and go.
-/// Locally administered, unicast, and the same every time the bridge is made.
-pub fn stable_mac(name: &IfName) -> MacAddr {
-    // FNV-1a: small, stable across releases, good enough to spread names.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in name.as_str().bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    let b = h.to_be_bytes();
-    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// The names `observe` must look up for `vif_up`.
@@ -59,11 +46,6 @@ pub fn record_elements(rec: &BridgeVifRecord) -> Vec<Elem> {
         (true, Some(mac)) => guest_elements(&rec.name, mac, &rec.ips),
         _ => Vec::new(),
     }
-}
-
-/// A bridge of our own: stable MAC, no STP delay (see `stable_mac`).
-pub fn create_own_bridge(name: &IfName) -> Step {
-    Step::CreateBridge { name: name.clone(), mac: Some(stable_mac(name)), mtu: None }
 }
 
 /// What a vif gets in bridge mode, as its journal records it.
@@ -164,7 +146,7 @@ pub fn vif_down(rec: &BridgeVifRecord) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{parse_ip_list, DevType};
+    use crate::model::{parse_ip_list, DevType, MacAddr};
 
     fn name(s: &str) -> IfName {
         IfName::parse("t", s).unwrap()

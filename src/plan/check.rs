@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::nat::{self, NatHostRecord};
 use super::nft::{Elem, ElemChange, Table};
 use super::route::{self, host_prefix, HostRecord};
-use super::{bridge, liveness, LinkFacts, Liveness, Plan, Step, VifJournal};
+use super::{liveness, LinkFacts, Liveness, Plan, Step, VifJournal};
 use crate::model::{GatewayKind, IfName, MacAddr};
 
 /// One thing vifnet should have made and that should still be there.
@@ -247,7 +247,7 @@ pub fn route_host_wants(rec: &HostRecord) -> Vec<Want> {
     if let Some(link) = &rec.gateway_link {
         let create = match rec.mode.gateway_kind {
             GatewayKind::Dummy => Step::CreateDummy { name: link.clone(), no_driver_hint: None },
-            GatewayKind::Bridge => bridge::create_own_bridge(link),
+            GatewayKind::Bridge => super::create_own_bridge(link),
         };
         out.push(Want::Link { name: link.clone(), create });
         out.push(Want::Up { dev: link.clone() });
@@ -269,9 +269,14 @@ pub fn nat_host_wants(rec: &NatHostRecord) -> Vec<Want> {
     out
 }
 
+/// A want and the vif or mode it is reported under.
+type Subjected = (String, Want);
+/// A journal whose device is gone or another, and which.
+type StaleJournal = (VifJournal, Liveness);
+
 /// The journals' and records' wants, each with the subject it is reported under; stale
 /// journals apart (their own drift undoes them).
-fn all_wants(exp: &Expected, snap: &Snapshot) -> (Vec<(String, Want)>, Vec<(VifJournal, Liveness)>) {
+fn all_wants(exp: &Expected, snap: &Snapshot) -> (Vec<Subjected>, Vec<StaleJournal>) {
     let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
     let mut wants = Vec::new();
     let mut stale = Vec::new();
@@ -410,7 +415,7 @@ pub fn drift(exp: &Expected, snap: &Snapshot) -> Vec<Drift> {
 
 /// Routes, proxy entries and set elements of ours that no journal or record accounts for
 /// (a stale journal's are its undo's).
-fn extras(exp: &Expected, snap: &Snapshot, wants: &[(String, Want)], stale: &[(VifJournal, Liveness)]) -> Vec<Drift> {
+fn extras(exp: &Expected, snap: &Snapshot, wants: &[Subjected], stale: &[StaleJournal]) -> Vec<Drift> {
     let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
     let mut accounted: Vec<&Want> = wants.iter().map(|(_, w)| w).collect();
     let stale_wants: Vec<Want> = stale.iter().flat_map(|(j, _)| vif_wants(j, nat_ctx)).collect();
@@ -462,7 +467,7 @@ fn extras(exp: &Expected, snap: &Snapshot, wants: &[(String, Want)], stale: &[(V
 /// Lines of the ethers file that lease an address of nat mode's prefix to no online guest:
 /// offline removes a guest's line, so these are left by vifnet calls that never finished.
 /// The administrator's lines for other addresses are theirs.
-fn extra_ethers_lines(exp: &Expected, snap: &Snapshot, stale: &[Want], wants: &[(String, Want)]) -> Vec<Drift> {
+fn extra_ethers_lines(exp: &Expected, snap: &Snapshot, stale: &[Want], wants: &[Subjected]) -> Vec<Drift> {
     let Some(nat) = &exp.nat else { return Vec::new() };
     let path = &nat.mode.ethers;
     let accounted: Vec<(MacAddr, Ipv4Addr)> = wants

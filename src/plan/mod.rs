@@ -92,6 +92,24 @@ pub enum PlanError {
     NoDevice { name: String },
 }
 
+/// A bridge we create gets a MAC of its own, derived from its name: otherwise it would take
+/// the lowest port MAC, fe:ff:ff:ff:ff:ff of the first vif, and change as guests come and go.
+/// Locally administered, unicast, and the same every time the bridge is made.
+pub fn stable_mac(name: &IfName) -> MacAddr {
+    // FNV-1a: small, stable across releases, good enough to spread names.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.as_str().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// A bridge of our own: stable MAC, no STP delay (see `stable_mac`).
+pub fn create_own_bridge(name: &IfName) -> Step {
+    Step::CreateBridge { name: name.clone(), mac: Some(stable_mac(name)), mtu: None }
+}
+
 /// The steps that give a guest's device the name it must have: a rename to `vifname`, or
 /// nothing when a second online finds it renamed already.
 pub fn device_steps(kernel_name: &IfName, name: &IfName, facts: &Facts) -> Result<Option<Step>, PlanError> {

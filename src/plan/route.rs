@@ -9,7 +9,7 @@ use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
 use super::nft::{again, routed_guest_elements, ElemChange, Table};
-use super::{bridge, device_steps, Facts, LinkFacts, Plan, PlanError, Step};
+use super::{device_steps, Facts, LinkFacts, Plan, PlanError, Step};
 use crate::model::{DevType, GatewayKind, IfName, RoutedVif};
 
 /// Host-wide settings of route mode (modes/route.toml, then arguments).
@@ -165,7 +165,7 @@ pub fn host_up(mode: &RouteMode, facts: &HostFacts) -> Result<(Plan, HostRecord)
                     name: link.clone(),
                     no_driver_hint: Some("set gateway_kind = \"bridge\" in the route mode file (a bridge without ports holds the gateway instead)"),
                 },
-                GatewayKind::Bridge => bridge::create_own_bridge(link),
+                GatewayKind::Bridge => super::create_own_bridge(link),
             });
             rec.created_link = true;
         }

@@ -281,7 +281,7 @@ pub fn start_on_new_dummy(bridge: &IfName, bridge_exists: bool, netdev: &IfName)
     let mut plan = Plan::default();
     plan.push(Step::CreateDummy { name: netdev.clone(), no_driver_hint: None });
     if !bridge_exists {
-        plan.push(super::bridge::create_own_bridge(bridge));
+        plan.push(super::create_own_bridge(bridge));
     }
     plan.push(Step::Uplink(UplinkStep::Enslave { port: netdev.clone(), bridge: bridge.clone() }));
     let record = TakeoverRecord {
