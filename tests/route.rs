@@ -287,7 +287,8 @@ fn check_names_every_drift_and_repair_gives_back_exactly_what_was_online() {
     assert_eq!(lab.dom0.ok(&["nft", "list", "ruleset"]), "");
 }
 
-/// An administrator edits route.toml while a guest runs: `check` names the key, `reload`
+/// After a ruleset flush `reload` puts back exactly what was there. An administrator edits
+/// route.toml while a guest runs: `check` names the key, `reload`
 /// takes a change that can be made under a running guest (uplink_proxy) and refuses one
 /// that cannot (the gateway's link) with one line and nothing changed; with no guest
 /// online, reload starts the mode again with its new file.
@@ -299,6 +300,11 @@ fn reload_takes_an_edited_mode_file_under_guests_or_refuses_it_changing_nothing(
     let lab = RouteLab::new(1, "bridge", false);
     let before = lab.snapshot();
     lab.online(1);
+    // What nftables.service's reload does, and what vifnet-reload.service then runs.
+    let online = lab.snapshot();
+    lab.dom0.ok(&["nft", "flush", "ruleset"]);
+    lab.ok(&["reload"]);
+    assert_eq!(lab.snapshot(), online, "reload puts back exactly what the flush took");
     let file = lab.dirs.modes.join("route.toml");
     let original = read(&file);
     std::fs::write(&file, original.replace("uplink_proxy = false", "uplink_proxy = true")).unwrap();
