@@ -65,16 +65,22 @@ pub fn parse_partial<T: ModeFile>(text: &str, origin: &str, mode: &str) -> Resul
             _ => return ConfigError::syntax(at, message),
         };
         if message.starts_with("unknown field") {
-            let problem = format!("{written} is not a key of {mode} mode files{}", super::error::did_you_mean(key, T::KEYS));
+            let problem = format!("{} is not a key of {mode} mode files{}", one_line(written), super::error::did_you_mean(key, T::KEYS));
             ConfigError::syntax(format!("{at} {key}"), problem)
         } else if let (true, Some((_, expected))) = (message.starts_with("invalid type"), message.split_once(", expected ")) {
             // `expected a boolean`: the value as written is not one.
             let value = text.get(span.clone()).map(str::trim).filter(|v| !v.is_empty()).unwrap_or(written);
-            ConfigError::syntax(format!("{at} {key}"), format!("{value} is not {expected}"))
+            ConfigError::syntax(format!("{at} {key}"), format!("{} is not {expected}", one_line(value)))
         } else {
             ConfigError::syntax(at, message)
         }
     })
+}
+
+/// A value as written, on one line: an inline table or array may span several, and an
+/// error must not.
+fn one_line(written: &str) -> String {
+    written.split_whitespace().collect::<Vec<_>>().join(" ").chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// A mode file as read: every key optional, so that an override names only what it changes.
@@ -120,6 +126,12 @@ pub fn load_from<T: ModeFile>(dir: &Path, mode: &str) -> Result<T, ConfigError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_written_over_several_lines_is_named_on_one() {
+        let e = super::parse_partial::<crate::config::inputs::RouteModeFile>("gateway={a=1\n}", "route.toml", "route").unwrap_err();
+        assert_eq!(e.to_string(), "route.toml:1 gateway: {a=1 } is not a string");
+    }
+
     use super::*;
     use crate::config::inputs::{NatModeFile, RouteModeFile};
 
