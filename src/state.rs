@@ -113,6 +113,10 @@ fn remove(path: &Path) -> Result<(), StateError> {
 pub fn read_vif(kernel_name: &str) -> Result<Option<VifJournal>, StateError> {
     read_json(&vif_path(kernel_name))
 }
+/// Whether `kernel_name` has a journal (readable or not): one stat, no parsing.
+pub fn has_vif(kernel_name: &str) -> bool {
+    vif_path(kernel_name).exists()
+}
 pub fn write_vif(rec: &VifJournal) -> Result<(), StateError> {
     write_json(&vif_path(rec.kernel_name().as_str()), rec)
 }

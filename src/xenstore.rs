@@ -151,6 +151,40 @@ pub mod wire {
         }
     }
 
+    /// Messages read off a stream through one buffer: a read takes whatever the peer has
+    /// sent, often several pipelined replies at once, so a reply costs at most one system
+    /// call (`read_from` takes two: the header, then the payload).
+    #[derive(Debug, Default)]
+    pub struct Inbox {
+        buf: Vec<u8>,
+    }
+
+    /// Room for a read: many whole messages (each at most a header and PAYLOAD_MAX).
+    const READ_CHUNK: usize = 64 * 1024;
+
+    impl Inbox {
+        /// The next whole message; [`WireError::Closed`] if the stream ends before its first byte.
+        pub fn next(&mut self, reader: &mut impl Read) -> Result<Message, WireError> {
+            loop {
+                if let Some((m, used)) = Message::decode(&self.buf)? {
+                    self.buf.drain(..used);
+                    return Ok(m);
+                }
+                let start = self.buf.len();
+                self.buf.resize(start + READ_CHUNK, 0);
+                let read = reader.read(&mut self.buf[start..]);
+                self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+                match read {
+                    Ok(0) if start == 0 => return Err(WireError::Closed),
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed in the middle of a message").into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// (type, req_id, tx_id, len), refusing a length over the limit before anything is allocated.
     fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(u32, u32, u32, usize), WireError> {
         let field = |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
@@ -278,6 +312,8 @@ pub struct XenStore {
     /// Set after an I/O or framing error: the stream may be mid-message, so nothing after it
     /// can be trusted to line up.
     broken: bool,
+    /// Replies read but not yet taken.
+    inbox: wire::Inbox,
 }
 
 /// Why one exchange failed, before the op and path are attached.
@@ -319,7 +355,7 @@ impl XenStore {
             stream.set_write_timeout(Some(DEFAULT_TIMEOUT)).map_err(connect_error)?;
             Channel::Socket(stream)
         };
-        Ok(XenStore { channel, endpoint: path.to_path_buf(), timeout: DEFAULT_TIMEOUT, next_req_id: 1, broken: false })
+        Ok(XenStore { channel, endpoint: path.to_path_buf(), timeout: DEFAULT_TIMEOUT, next_req_id: 1, broken: false, inbox: wire::Inbox::default() })
     }
 
     /// The socket or device this connection uses.
@@ -413,7 +449,7 @@ impl XenStore {
         let mut out = Vec::new();
         for (path, kind, req_id) in sent {
             let reply = loop {
-                match Message::read_from(&mut self.channel) {
+                match self.inbox.next(&mut self.channel) {
                     Ok(m) if m.kind == wire::WATCH_EVENT => continue,
                     Ok(m) => break m,
                     Err(e) => {
@@ -577,7 +613,7 @@ impl XenStore {
     fn exchange(&mut self, request: Message) -> Result<Message, ExchangeError> {
         request.write_to(&mut self.channel).map_err(ExchangeError::Wire)?;
         for _ in 0..STALE_REPLY_LIMIT {
-            let reply = Message::read_from(&mut self.channel).map_err(ExchangeError::Wire)?;
+            let reply = self.inbox.next(&mut self.channel).map_err(ExchangeError::Wire)?;
             // Watch events can arrive unasked on a shared xenbus device; we set no watches.
             if reply.kind != wire::WATCH_EVENT && reply.req_id == request.req_id {
                 return Ok(reply);
@@ -1232,6 +1268,43 @@ mod tests {
         let mut two = bytes.clone();
         two.extend_from_slice(&bytes);
         assert_eq!(Message::decode(&two).unwrap(), Some((msg, bytes.len())));
+    }
+
+    /// A reader that hands out at most `chunk` bytes a call, and counts its calls.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        chunk: usize,
+        reads: usize,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let n = self.chunk.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_inbox_takes_pipelined_replies_with_one_read_and_torn_ones_whole() {
+        let msgs: Vec<Message> = (1..=6).map(|i| Message::new(wire::READ, i, 0, format!("value {i}\0").into_bytes())).collect();
+        let bytes: Vec<u8> = msgs.iter().flat_map(|m| m.encode().unwrap()).collect();
+        let mut all_at_once = Trickle { bytes: &bytes, chunk: usize::MAX, reads: 0 };
+        let mut inbox = wire::Inbox::default();
+        for m in &msgs {
+            assert_eq!(&inbox.next(&mut all_at_once).unwrap(), m);
+        }
+        assert_eq!(all_at_once.reads, 1, "six replies, one system call");
+        assert!(matches!(inbox.next(&mut all_at_once), Err(WireError::Closed)));
+        let mut torn = Trickle { bytes: &bytes, chunk: 5, reads: 0 };
+        let mut inbox = wire::Inbox::default();
+        for m in &msgs {
+            assert_eq!(&inbox.next(&mut torn).unwrap(), m);
+        }
+        let mut cut = Trickle { bytes: &bytes[..20], chunk: 7, reads: 0 };
+        let mut inbox = wire::Inbox::default();
+        assert!(matches!(inbox.next(&mut cut), Err(WireError::Io(_))), "a message cut short is an error, not a hang");
     }
 
     #[test]

@@ -176,3 +176,22 @@ fn a_lock_held_too_long_is_a_clear_error_after_the_timeout() {
     drop(lock);
     vifnet_ok(&dom0, &dirs, &[], &["vif", "route", "online", "vif=vif1.0", "ip=203.0.113.194"]);
 }
+
+/// Offline works from the journal alone: it asks xenstore nothing (libxl may have removed
+/// the backend's keys, and a round trip is time libxl waits), so it succeeds even with
+/// xenstored gone.
+#[test]
+fn offline_with_a_journal_needs_no_xenstore() {
+    if !root_or_skip() {
+        return;
+    }
+    let (dom0, _guests, dirs) = dom0(1);
+    let xs = Xenstored::new();
+    xs.backend(1, "203.0.113.194");
+    xs.online(&dom0, &dirs, 1);
+    assert!(routed(&dom0).contains("203.0.113.194 dev vif1.0"));
+    let env = [("XENBUS_PATH", "backend/vif/1/0"), ("XENSTORED_PATH", "/nonexistent/xenstored.sock"), ("vif", "vif1.0")];
+    vifnet_ok(&dom0, &dirs, &env, &["vif", "route", "offline", "type_if=vif"]);
+    assert_eq!(routed(&dom0), "");
+    assert_eq!(dirs.journal_count(), 0);
+}

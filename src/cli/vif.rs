@@ -86,23 +86,29 @@ fn run_inner(args: &VifArgs, xenbus_path: Option<&str>, xs: &mut Option<XenStore
         ("nat", Action::Up, Some(path)) => path.rsplit('/').nth(1).map(|domid| format!("/local/domain/{domid}/name")),
         _ => None,
     };
+    let kernel_name = inputs::device_name(&inputs, dev_type)?;
+    // Offline works from the journal: with one, xenstore holds nothing it needs (and libxl
+    // may have removed the backend's keys already).
+    let keys = match action {
+        Action::Down if state::has_vif(kernel_name.as_str()) => &[][..],
+        _ => inputs::xenstore_keys(&args.mode),
+    };
     let mut domain_name = None;
-    if let Some(path) = xenbus_path {
+    if let (Some(path), false) = (xenbus_path, keys.is_empty()) {
         let x = xs.insert(XenStore::connect().context("xenstore")?);
-        let mut paths: Vec<String> = inputs::XENSTORE_KEYS.iter().map(|k| format!("{path}/{k}")).collect();
+        let mut paths: Vec<String> = keys.iter().map(|k| format!("{path}/{k}")).collect();
         paths.extend(name_path.clone());
         let mut values = x.read_many(&paths.iter().map(String::as_str).collect::<Vec<_>>()).context("xenstore")?;
         if let Some(name_path) = name_path {
             // An empty key is as good as none, as for the backend's keys.
             domain_name = values.pop().flatten().filter(|v| !v.trim().is_empty()).map(|value| inputs::Sourced { value, at: format!("xenstore {name_path}") });
         }
-        for (key, value) in inputs::XENSTORE_KEYS.iter().zip(values) {
+        for (key, value) in keys.iter().zip(values) {
             if let Some(v) = value {
                 inputs.xenstore.push((key.to_string(), v));
             }
         }
     }
-    let kernel_name = inputs::device_name(&inputs, dev_type)?;
     let call = Call { args, inputs: &inputs, dev_type, kernel_name: &kernel_name, domain_name, xenbus_path };
     let rt = crate::cli::runtime()?;
     let _lock = if args.dry_run { None } else { Some(state::lock_for_change()?) };

@@ -24,8 +24,15 @@ pub const NETWORK_ROUTE_KEYS: &[&str] = &["netdev", "gateway", "gateway_link", "
 /// Keys `network nat` takes as arguments (the mode file's, which they override).
 pub const NETWORK_NAT_KEYS: &[&str] = &["netdev", "prefix", "domain", "hosts", "ethers", "run_dnsmasq", "dnsmasq_pidfile", "antispoof"];
 
-/// xenstore keys of a vif backend that we read.
-pub const XENSTORE_KEYS: &[&str] = &["ip", "mac", "bridge", "vifname", "mtu", "gatewaydev", "frontend", "frontend-id", "handle"];
+/// The xenstore keys of a vif backend that an online in `mode` reads (`frontend`: where the
+/// guest learns its MTU): only those its mode uses.
+pub fn xenstore_keys(mode: &str) -> &'static [&'static str] {
+    match mode {
+        "route" => &["ip", "mac", "vifname", "mtu", "gatewaydev", "frontend"],
+        "nat" => &["ip", "mac", "vifname", "mtu", "handle", "frontend"],
+        _ => &["ip", "mac", "bridge", "vifname", "mtu", "frontend"],
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
