@@ -1,7 +1,7 @@
 //! Survey and mend, shared by `check --repair` and `reload`: what vifnet recorded against
 //! what the host has, and the steps that make them one again.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::{changed_mode, undo};
 use crate::config::inputs::{self, Inputs};
@@ -83,12 +83,16 @@ pub async fn mend(handle: &rtnetlink::Handle, snap: Snapshot, drifts: Vec<Drift>
     };
     // What hangs off something missing (the gateway's addresses off its link) is seen
     // only once that is back: a few rounds, while each one leaves less.
-    for _ in 0..3 {
+    for round in 1.. {
+        if drifts.is_empty() {
+            break;
+        }
         apply::setup(handle, &plan_check::additions(&drifts, &snap)).await?;
         apply::teardown(handle, &plan_check::removals(&drifts)).await?;
         let (_, s, d) = survey(handle).await?;
-        if d.is_empty() || d == drifts {
-            break;
+        if !d.is_empty() && (d == drifts || round == 3) {
+            let left: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+            bail!("could not mend: {}", left.join("; "));
         }
         (snap, drifts) = (s, d);
     }
