@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::undo;
 use crate::config::inputs::Inputs;
 use crate::plan::check::{collectable, Backend};
-use crate::plan::{liveness, VifJournal};
+use crate::plan::{liveness, Liveness, VifJournal};
 use crate::xenstore::XenStore;
 use crate::{apply, log, observe, state};
 
@@ -40,8 +40,12 @@ pub fn run(args: GcArgs) -> Result<()> {
                 continue;
             };
             let live = liveness(&j, links.get(j.name().as_str()).map(|l| l.index));
+            // xenstore is asked only about vifs whose device is gone.
+            if live != Liveness::DeviceGone {
+                continue;
+            }
             let backend = backend_of(&j, &mut xs);
-            if backend == Backend::Unknown && !links.contains_key(j.name().as_str()) {
+            if backend == Backend::Unknown {
                 log::warn(&format!("{}: device gone, but xenstore cannot be asked about {}: kept", j.kernel_name(), j.origin().backend.as_deref().unwrap_or("-")));
             }
             if !collectable(live, backend) {
