@@ -23,7 +23,7 @@ VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
 # Names route protocol 118 (our routes), so that `ip route` shows `proto vifnet`.
 RT_PROTOS := /etc/iproute2/rt_protos.d/vifnet.conf
 
-.PHONY: all build deps demo test test-quick test-unit lanes fuzz bench install install-xen-scripts uninstall clean
+.PHONY: all build deps demo test test-quick test-unit lanes fuzz bench bench-deps install install-xen-scripts uninstall clean
 
 all: build
 
@@ -77,9 +77,15 @@ FUZZ_SECS ?= 180
 fuzz:
 	VIFNET_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --locked --test fuzz -- --nocapture
 
-# Per-vif online/offline latency at 1 and 100 vifs (root).
-bench: deps
+# Per-vif online/offline latency, memory, CPU and children beside 0 to 4000 guests, bursts,
+# start/stop, and the ip+nft floor, in every mode (root; ~10 min). Figures in target/bench/:
+# hotplug.md, hotplug.csv and latency.png (drawn with gnuplot, installed if missing).
+bench: deps bench-deps
 	$(STATIC) $(CARGO) bench --locked --bench hotplug --target $(HOST)
+
+bench-deps:
+	@command -v gnuplot >/dev/null || { echo "installing: gnuplot-nox"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null; }
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/vifnet
