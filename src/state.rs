@@ -50,28 +50,83 @@ pub fn lock_for_change() -> Result<Lock, StateError> {
     lock(lock_timeout())
 }
 
-/// Takes the one flock on `<state>/lock`, waiting at most `timeout`.
+/// Takes the one flock on `<state>/lock`, waiting at most `timeout`. The wait blocks in the
+/// kernel, which hands the lock over the moment it is released: polling with sleeps left a
+/// burst of calls idle between their tries. A timer's SIGALRM ends the wait at the timeout.
 pub fn lock(timeout: Duration) -> Result<Lock, StateError> {
     let d = dir();
     fs::create_dir_all(&d).map_err(io(&d))?;
     let path = d.join("lock");
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+    let fd = file.as_raw_fd();
+    let failed = |err| StateError::Io { path: path.display().to_string(), err };
+    // Uncontended, the usual case: no timer, no signal.
+    // SAFETY: flock on an fd we own; no memory is involved.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Lock { _file: file });
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(failed(err));
+    }
     let start = Instant::now();
-    let mut pause = Duration::from_micros(200);
+    let _alarm = Alarm::arm(timeout).map_err(failed)?;
     loop {
-        // SAFETY: flock on an fd we own; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        // SAFETY: as above; the blocking form, interrupted by the alarm.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
             return Ok(Lock { _file: file });
         }
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(StateError::Io { path: path.display().to_string(), err });
+        match err.raw_os_error() {
+            Some(libc::EINTR) if start.elapsed() >= timeout => {
+                return Err(StateError::LockTimeout { path: path.display().to_string(), secs: timeout.as_secs() });
+            }
+            // Another signal: wait on (the timer is still running).
+            Some(libc::EINTR) => continue,
+            _ => return Err(failed(err)),
         }
-        if start.elapsed() >= timeout {
-            return Err(StateError::LockTimeout { path: path.display().to_string(), secs: timeout.as_secs() });
+    }
+}
+
+/// A one-shot SIGALRM after a delay, whose handler does nothing but interrupt a blocking
+/// system call (no SA_RESTART); disarmed, and the old handler back, when dropped.
+struct Alarm {
+    old: libc::sigaction,
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+impl Alarm {
+    fn arm(after: Duration) -> Result<Alarm, std::io::Error> {
+        // SAFETY: plain structs for sigaction and setitimer, zeroed then filled; the handler
+        // is async-signal-safe (it does nothing).
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_alarm as *const () as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGALRM, &act, &mut old) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let alarm = Alarm { old };
+            let value = libc::timeval { tv_sec: after.as_secs() as libc::time_t, tv_usec: after.subsec_micros().max(1) as libc::suseconds_t };
+            let timer = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 }, it_value: value };
+            if libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(alarm)
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        // SAFETY: a zero timer disarms it; the old action was read by sigaction itself.
+        unsafe {
+            let zero = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 }, it_value: libc::timeval { tv_sec: 0, tv_usec: 0 } };
+            libc::setitimer(libc::ITIMER_REAL, &zero, std::ptr::null_mut());
+            libc::sigaction(libc::SIGALRM, &self.old, std::ptr::null_mut());
+        }
     }
 }
 
