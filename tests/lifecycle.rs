@@ -195,3 +195,25 @@ fn offline_with_a_journal_needs_no_xenstore() {
     assert_eq!(routed(&dom0), "");
     assert_eq!(dirs.journal_count(), 0);
 }
+
+/// A Linux bridge takes at most 1023 ports; the next guest is refused with a line that
+/// says so (the kernel's own word is "Exchange full"), and nothing of it is left.
+#[test]
+fn a_full_bridge_is_said_so() {
+    if !root_or_skip() {
+        return;
+    }
+    let (dom0, _guests, dirs) = dom0(1);
+    vifnet_ok(&dom0, &dirs, &[], &["network", "bridge", "start"]);
+    let batch: String = (1..=1023).map(|i| format!("link add p{i} type veth peer name q{i}\nlink set p{i} master xenbr0\n")).collect();
+    let mut ip = dom0.cmd(&["ip", "-batch", "-"]);
+    let mut child = ip.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), batch.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = vifnet(&dom0, &dirs, &[], &["vif", "bridge", "online", "vif=vif1.0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("xenbr0 has 1023 ports, as many as a Linux bridge takes"), "{err}");
+    assert_eq!(dirs.journal_count(), 0);
+}

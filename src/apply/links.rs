@@ -137,7 +137,14 @@ pub async fn attach_port(handle: &Handle, port: &IfName, bridge: &IfName, mtu: u
         let _ = handle.link().set(with_mac.build()).execute().await;
     }
     b = b.up();
-    set(handle, b, port).await
+    match handle.link().set(b.build()).execute().await {
+        // The kernel's limit on a bridge's ports (BR_MAX_PORTS), said so rather than as errno 54.
+        Err(e) if errno(&e) == Some(libc::EXFULL) => Err(ApplyError::Failed {
+            what: format!("attaching {port} to {bridge}"),
+            message: format!("{bridge} has 1023 ports, as many as a Linux bridge takes: put further guests on another bridge (bridge= in their vif lines)"),
+        }),
+        r => r.map_err(ApplyError::netlink(format!("setting {port}"))),
+    }
 }
 
 async fn flush_addresses(handle: &Handle, index: u32, port: &IfName) -> Result<(), ApplyError> {
