@@ -185,10 +185,27 @@ fn a_guest_with_two_vifs_gets_leases_reaches_dom0_and_cannot_spoof() {
     assert!(drops("bridge", "ether saddr") > 0, "the MAC guard dropped the forged MAC");
     let elements = sh("nft list set bridge vifnet vif_ip4");
     assert!(elements.contains("\"web0\" . 198.51.100.10") && elements.contains(&format!("\"vif{domid}.1\" . 198.51.100.11")), "{elements}");
+    // On a real dom0, with netback's devices and libxl's journals: nothing drifted, and
+    // both vifs are the devices that came online.
+    assert_eq!(vifnet_check(), (Some(0), "all as recorded\n".to_string()));
+    let status = run_ok(Command::new(vifnet_bin()).arg("status"));
+    assert_eq!(status.lines().filter(|l| l.ends_with(" live")).count(), 2, "{status}");
 
     web.destroy();
     eprintln!("{:?}: destroyed", t.elapsed());
     assert_eq!(host_state(), before, "xl destroy ran offline for both vifs: nothing left");
+    assert_eq!(vifnet_check(), (Some(0), "all as recorded\n".to_string()));
+}
+
+/// `vifnet check`'s exit status and output.
+fn vifnet_check() -> (Option<i32>, String) {
+    vifnet_check_in(&[], &[])
+}
+
+/// `vifnet check` with these arguments and environment.
+fn vifnet_check_in(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(vifnet_bin()).arg("check").args(args).envs(env.iter().copied()).output().expect("spawn vifnet");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `xl create` of a guest with this one vif must fail on vifnet's `online`, and leave the
@@ -440,6 +457,16 @@ fn a_routed_guest_reaches_the_uplink_side_and_is_reachable_from_it() {
     assert!(lab.upstream_pings(ROUTED_IP4), "the guest is reachable from the uplink side");
     assert!(lab.upstream_pings(ROUTED_IP6), "over IPv6 too");
     eprintln!("{:?}: pinged from upstream", t.elapsed());
+    // The guest's route deleted by hand: check names it, repair puts it back, and the
+    // uplink side reaches the guest again.
+    assert_eq!(vifnet_check_in(&[], &lab.env()), (Some(0), "all as recorded\n".to_string()));
+    sh(&format!("ip route del {ROUTED_IP4} dev {vif} proto 118"));
+    let (code, out) = vifnet_check_in(&[], &lab.env());
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(out, format!("{vif}: route {ROUTED_IP4}/32 dev {vif} metric 2: missing\n"));
+    assert_eq!(vifnet_check_in(&["--repair"], &lab.env()).0, Some(0));
+    assert_eq!(vifnet_check_in(&[], &lab.env()), (Some(0), "all as recorded\n".to_string()));
+    assert!(lab.upstream_pings(ROUTED_IP4), "reachable again after the repair");
 
     guest.destroy();
     eprintln!("{:?}: destroyed", t.elapsed());
