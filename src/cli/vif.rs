@@ -8,8 +8,8 @@ use crate::config::inputs::{self, Inputs};
 use crate::config::{kv, ConfigError};
 use crate::model::{DevType, IfName};
 use crate::plan::{bridge as plan_bridge, device_index, nat as plan_nat, route as plan_route, Origin, Plan, VifJournal};
-use crate::xenstore::XenStore;
 use super::undo;
+use crate::xenstore::XenStore;
 use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]

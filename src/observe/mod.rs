@@ -168,17 +168,20 @@ pub async fn default_route_device(handle: &Handle) -> Result<Option<IfName>, Obs
             .try_collect()
             .await
             .map_err(|err| ObserveError::Netlink { what: "routes".into(), err })?;
-        let oif = routes.iter().filter(|r| r.header.destination_prefix_length == 0 && r.header.table == RouteHeader::RT_TABLE_MAIN).find_map(|r| {
-            r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
-                _ => None,
-            })
-        });
+        let oif = routes.iter().filter(|r| r.header.destination_prefix_length == 0 && r.header.table == RouteHeader::RT_TABLE_MAIN).find_map(route_oif);
         if let Some(index) = oif {
             return link_name(handle, index).await;
         }
     }
     Ok(None)
+}
+
+/// The device a route goes out of, if it names one.
+pub fn route_oif(r: &RouteMessage) -> Option<u32> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
 }
 
 async fn link_name(handle: &Handle, index: u32) -> Result<Option<IfName>, ObserveError> {
@@ -231,11 +234,7 @@ pub async fn our_routes_to(handle: &Handle, ips: &[IpNetwork]) -> Result<Vec<(Ip
         if r.header.protocol != RouteProtocol::from(crate::names::ROUTE_PROTOCOL) || r.header.destination_prefix_length != ip.prefix() {
             continue;
         }
-        let oif = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        if let Some(dev) = match oif {
+        if let Some(dev) = match route_oif(&r) {
             Some(i) => link_name(handle, i).await?,
             None => None,
         } {

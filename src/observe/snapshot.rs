@@ -63,12 +63,11 @@ async fn our_routes(handle: &Handle) -> Result<BTreeSet<OurRoute>, ObserveError>
         msg.header.address_family = family;
         let routes: Vec<RouteMessage> = handle.route().get(msg).execute().try_collect().await.map_err(failed("routes"))?;
         for r in routes.iter().filter(|r| r.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL)) {
-            let (mut dest, mut oif, mut metric) = (None, None, 0);
+            let (mut dest, oif, mut metric) = (None, super::route_oif(r), 0);
             for a in &r.attributes {
                 match a {
                     RouteAttribute::Destination(RouteAddress::Inet(v4)) => dest = Some(IpAddr::V4(*v4)),
                     RouteAttribute::Destination(RouteAddress::Inet6(v6)) => dest = Some(IpAddr::V6(*v6)),
-                    RouteAttribute::Oif(i) => oif = Some(*i),
                     RouteAttribute::Priority(p) => metric = *p,
                     _ => {}
                 }

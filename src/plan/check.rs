@@ -128,6 +128,25 @@ impl Expected {
         let path = self.dropins.iter().find(|(m, _)| *m == mode)?.1.clone();
         (!lines.is_empty()).then(|| Want::DropIn { mode, path, lines: lines.to_vec() })
     }
+
+    /// Nat mode's settings for the hosts and ethers lines: the started mode's.
+    fn nat_ctx(&self) -> Option<(&nat::NatMode, &std::path::Path)> {
+        self.nat.as_ref().map(|h| (&h.mode, h.pidfile()))
+    }
+
+    /// What the started modes stand for, each want with its mode as subject.
+    fn mode_wants(&self) -> Vec<Subjected> {
+        let mut wants = Vec::new();
+        if let Some(r) = &self.route {
+            let dropin = self.dropin("route", &r.dropin);
+            wants.extend(route_host_wants(r).into_iter().chain(dropin).map(|w| ("route mode".to_string(), w)));
+        }
+        if let Some(n) = &self.nat {
+            let dropin = self.dropin("nat", &n.dropin);
+            wants.extend(nat_host_wants(n).into_iter().chain(dropin).map(|w| ("nat mode".to_string(), w)));
+        }
+        wants
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,20 +249,22 @@ pub fn vif_wants(j: &VifJournal, nat: Option<(&nat::NatMode, &std::path::Path)>)
     out
 }
 
-/// What route mode's host-wide part stands for: forwarding, the sysctls it set, the
-/// gateway link with its addresses.
-pub fn route_host_wants(rec: &HostRecord) -> Vec<Want> {
-    let mut keys: Vec<(String, String)> = route::sysctl_keys(&rec.mode, rec.uplink.as_ref())
-        .into_iter()
-        .filter(|k| !k.ends_with("/accept_ra"))
-        .map(|k| (k, "1".to_string()))
-        .collect();
-    for c in &rec.sysctls {
+/// The sysctls a started mode holds: its drop-in's lines (what start wanted, changed or
+/// found so), and any change start recorded beyond them (a record older than drop-in lines).
+fn sysctl_wants(dropin: &[(String, String)], changed: &[route::SysctlChange]) -> Vec<Want> {
+    let mut keys = dropin.to_vec();
+    for c in changed {
         if !keys.iter().any(|(k, _)| *k == c.key) {
             keys.push((c.key.clone(), c.new.clone()));
         }
     }
-    let mut out: Vec<Want> = keys.into_iter().map(|(key, value)| Want::Sysctl { key, value }).collect();
+    keys.into_iter().map(|(key, value)| Want::Sysctl { key, value }).collect()
+}
+
+/// What route mode's host-wide part stands for: forwarding, the sysctls it set, the
+/// gateway link with its addresses.
+pub fn route_host_wants(rec: &HostRecord) -> Vec<Want> {
+    let mut out = sysctl_wants(&rec.dropin, &rec.sysctls);
     if let Some(link) = &rec.gateway_link {
         let create = match rec.mode.gateway_kind {
             GatewayKind::Dummy => Step::CreateDummy { name: link.clone(), no_driver_hint: None },
@@ -258,10 +279,8 @@ pub fn route_host_wants(rec: &HostRecord) -> Vec<Want> {
 
 /// What nat mode's host-wide part stands for: forwarding, the masquerade, our dnsmasq.
 pub fn nat_host_wants(rec: &NatHostRecord) -> Vec<Want> {
-    let mut out = vec![
-        Want::Sysctl { key: "net/ipv4/ip_forward".into(), value: "1".into() },
-        Want::Elem(Table::Inet, Elem::Masq(rec.uplink.clone(), rec.mode.prefix)),
-    ];
+    let mut out = sysctl_wants(&rec.dropin, &rec.sysctls);
+    out.push(Want::Elem(Table::Inet, Elem::Masq(rec.uplink.clone(), rec.mode.prefix)));
     if let Some(d) = &rec.dnsmasq {
         let leases = d.config.with_file_name("dnsmasq.leases");
         out.push(Want::Dnsmasq { config: d.config.clone(), text: nat::dnsmasq_config(&rec.mode, &leases), pidfile: d.pidfile.clone() });
@@ -277,21 +296,12 @@ type StaleJournal = (VifJournal, Liveness);
 /// The journals' and records' wants, each with the subject it is reported under; stale
 /// journals apart (their own drift undoes them).
 fn all_wants(exp: &Expected, snap: &Snapshot) -> (Vec<Subjected>, Vec<StaleJournal>) {
-    let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
-    let mut wants = Vec::new();
+    let mut wants = exp.mode_wants();
     let mut stale = Vec::new();
-    if let Some(r) = &exp.route {
-        let dropin = exp.dropin("route", &r.dropin);
-        wants.extend(route_host_wants(r).into_iter().chain(dropin).map(|w| ("route mode".to_string(), w)));
-    }
-    if let Some(n) = &exp.nat {
-        let dropin = exp.dropin("nat", &n.dropin);
-        wants.extend(nat_host_wants(n).into_iter().chain(dropin).map(|w| ("nat mode".to_string(), w)));
-    }
     for entry in &exp.journals {
         let JournalEntry::Read(j) = entry else { continue };
         match liveness(j, snap.index(j.name())) {
-            Liveness::Live => wants.extend(vif_wants(j, nat_ctx).into_iter().map(|w| (j.kernel_name().to_string(), w))),
+            Liveness::Live => wants.extend(vif_wants(j, exp.nat_ctx()).into_iter().map(|w| (j.kernel_name().to_string(), w))),
             other => stale.push((j.clone(), other)),
         }
     }
@@ -301,14 +311,10 @@ fn all_wants(exp: &Expected, snap: &Snapshot) -> (Vec<Subjected>, Vec<StaleJourn
 /// The sysctls, files and pid files a snapshot must read for `exp`.
 pub fn needs(exp: &Expected) -> Needs {
     let mut n = Needs::default();
-    let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
-    let mut wants: Vec<Want> = exp.route.iter().flat_map(route_host_wants).collect();
-    wants.extend(exp.nat.iter().flat_map(nat_host_wants));
-    wants.extend(exp.route.iter().flat_map(|r| exp.dropin("route", &r.dropin)));
-    wants.extend(exp.nat.iter().flat_map(|n| exp.dropin("nat", &n.dropin)));
+    let mut wants: Vec<Want> = exp.mode_wants().into_iter().map(|(_, w)| w).collect();
     for entry in &exp.journals {
         if let JournalEntry::Read(j) = entry {
-            wants.extend(vif_wants(j, nat_ctx));
+            wants.extend(vif_wants(j, exp.nat_ctx()));
         }
     }
     for w in wants {
@@ -416,9 +422,8 @@ pub fn drift(exp: &Expected, snap: &Snapshot) -> Vec<Drift> {
 /// Routes, proxy entries and set elements of ours that no journal or record accounts for
 /// (a stale journal's are its undo's).
 fn extras(exp: &Expected, snap: &Snapshot, wants: &[Subjected], stale: &[StaleJournal]) -> Vec<Drift> {
-    let nat_ctx = exp.nat.as_ref().map(|h| (&h.mode, h.pidfile()));
     let mut accounted: Vec<&Want> = wants.iter().map(|(_, w)| w).collect();
-    let stale_wants: Vec<Want> = stale.iter().flat_map(|(j, _)| vif_wants(j, nat_ctx)).collect();
+    let stale_wants: Vec<Want> = stale.iter().flat_map(|(j, _)| vif_wants(j, exp.nat_ctx())).collect();
     accounted.extend(stale_wants.iter());
     let mut elems: HashSet<(Table, &Elem)> = HashSet::new();
     let mut routes = Vec::new();
