@@ -61,6 +61,8 @@ pub const STATE_DIR: &str = "/run/vifnet";
 /// In the state directory: where the children that close nf_tables sockets queue
 /// (`apply/close_later.rs`).
 pub const NFT_RELEASE_QUEUE: &str = "nft-release.lock";
+/// In the state directory: the index of nat mode's hosts file (`observe/hosts_index.rs`).
+pub const HOSTS_INDEX: &str = "nat-hosts.index";
 /// Default directory of the administrator's mode files; `VIFNET_MODES_DIR` overrides it.
 pub const MODES_DIR: &str = "/etc/vifnet/modes";
 

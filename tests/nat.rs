@@ -287,6 +287,49 @@ fn an_explicit_address_inside_the_prefix_is_honoured() {
     lab.ok(&["network", "nat", "stop"]);
 }
 
+/// The hosts file numbers 65,000 machines: an online still finds the lowest free number
+/// and a machine's own line, and adds its line at the end: the file is not written again
+/// (same inode, every earlier byte as it was). An edit by hand is seen (the index is built
+/// again), and stop removes the index, not the file.
+#[test]
+fn at_65000_numbered_machines_an_online_appends_its_line_and_an_edit_by_hand_is_seen() {
+    if !root_or_skip() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mut lab = NatLab::new();
+    let path = lab.dirs.state.parent().unwrap().join("hosts");
+    // Machines 0..65000 but 3; machine 7 is `old`'s.
+    let mut text = String::from("# numbered by an earlier life of this host\n");
+    for m in (0u32..65000).filter(|m| *m != 3) {
+        let name = if m == 7 { "old".to_string() } else { format!("m{m}") };
+        text.push_str(&format!("10.{}.{}.1 {name} {name}.{DOMAIN}\n", m >> 8, m & 0xff));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let (mac1, mac2) = ("00:16:3e:00:05:01", "00:16:3e:00:05:02");
+    let _g1 = lab.guest("vif8.0", mac1);
+    let _g2 = lab.guest("vif9.0", mac2);
+    lab.online("vif8.0", "fresh", mac1);
+    lab.online("vif9.0", "old", mac2);
+    let after = lab.hosts();
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "the file was written again");
+    assert_eq!(&after[..text.len()], text, "an earlier line changed");
+    assert_eq!(&after[text.len()..], format!("10.0.3.1 fresh fresh.{DOMAIN}\n"), "the lowest free number, at the end; old keeps machine 7");
+    assert!(lab.ethers().contains(&format!("{mac2} 10.0.7.1")), "{}", lab.ethers());
+    lab.offline("vif9.0");
+    // By hand: old's line goes. Its next online takes the lowest free number, 65000.
+    let edited: String = after.lines().filter(|l| !l.contains(" old ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, &edited).unwrap();
+    lab.online("vif9.0", "old", mac2);
+    assert!(lab.hosts().ends_with(&format!("10.0.7.1 old old.{DOMAIN}\n")), "the freed number 7 is the lowest: {}", &lab.hosts()[lab.hosts().len() - 80..]);
+    lab.offline("vif9.0");
+    lab.offline("vif8.0");
+    lab.ok(&["network", "nat", "stop"]);
+    assert!(!lab.dirs.state.join("nat-hosts.index").exists(), "stop leaves the index behind");
+    assert_eq!(lab.hosts().lines().count(), 65001, "stop keeps the file");
+}
+
 /// The administrator reloads the firewall (`nft flush ruleset`, as nftables.service does)
 /// while a guest is online: offline and stop find our sets gone, which is what they were
 /// to do, and succeed; the next online builds the table again.

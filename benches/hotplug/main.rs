@@ -13,7 +13,9 @@
 //! leaves behind.
 //!
 //! `cargo bench --bench hotplug -- nat` runs one mode (`bridge`, `route`, `route-proxied`,
-//! `nat`, `nat-live`); `VIFNET_BENCH_QUICK=1` runs N = 0 and 100 only, with fewer samples.
+//! `nat`, `nat-live`); `VIFNET_BENCH_QUICK=1` runs N = 0 and 100 only, with fewer samples;
+//! `VIFNET_BENCH_N=0,4000` only the levels named; `VIFNET_BENCH_BIN` runs another program in
+//! vifnet's place (a wrapper that profiles each call, say).
 //! Figures: stdout, `target/bench/hotplug.md`, `hotplug.csv` and `latency.png`.
 
 mod host;
@@ -41,10 +43,11 @@ fn main() {
     // cargo passes `--bench`; any other word names a mode to run alone.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let quick = std::env::var_os("VIFNET_BENCH_QUICK").is_some_and(|v| v != "0");
+    let only_n = std::env::var("VIFNET_BENCH_N").ok().map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     let sizes = if quick {
-        Sizes { rounds: 10, repairs: 2, cycles: 2, bursts: &[50], max_n: 100 }
+        Sizes { rounds: 10, repairs: 2, cycles: 2, bursts: &[50], max_n: 100, only_n }
     } else {
-        Sizes { rounds: 40, repairs: 5, cycles: 5, bursts: &[50, 200], max_n: u32::MAX }
+        Sizes { rounds: 40, repairs: 5, cycles: 5, bursts: &[50, 200], max_n: u32::MAX, only_n }
     };
     let procs = procs::ProcEvents::open();
     if procs.is_none() {

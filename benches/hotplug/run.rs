@@ -23,6 +23,8 @@ pub struct Sizes {
     pub bursts: &'static [u32],
     /// Levels above this are skipped (a quick run).
     pub max_n: u32,
+    /// Only these levels, if given (`VIFNET_BENCH_N=0,4000`: chasing one figure).
+    pub only_n: Option<Vec<u32>>,
 }
 
 /// Domids: bystanders are 1..=N; then the warm-up's, the samples' (vifnet's and the
@@ -116,7 +118,8 @@ pub fn mode(mode: &Mode, sizes: &Sizes, spawner: &mut Spawner, procs: Option<&Pr
         env,
         xs,
         log,
-        bin: env!("CARGO_BIN_EXE_vifnet"),
+        // Another program in its place (a wrapper that profiles each call, say).
+        bin: std::env::var("VIFNET_BENCH_BIN").map(|b| &*b.leak()).unwrap_or(env!("CARGO_BIN_EXE_vifnet")),
         tools: Tools { ip: which("ip"), nft: which("nft") },
         domains: BTreeSet::new(),
         rows: Vec::new(),
@@ -131,7 +134,8 @@ pub fn mode(mode: &Mode, sizes: &Sizes, spawner: &mut Spawner, procs: Option<&Pr
 
 impl Run<'_> {
     fn levels(&self) -> Vec<u32> {
-        self.mode.levels.iter().copied().filter(|n| *n <= self.sizes.max_n).collect()
+        let wanted = |n: &u32| self.sizes.only_n.as_ref().is_none_or(|only| only.contains(n));
+        self.mode.levels.iter().copied().filter(|n| *n <= self.sizes.max_n && wanted(n)).collect()
     }
 
     /// libxl's keys for every domain the run will bring online.

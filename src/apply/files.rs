@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::ApplyError;
@@ -47,4 +47,42 @@ pub fn replace(path: &Path, text: &str) -> Result<(), ApplyError> {
         let _ = std::fs::remove_file(&tmp);
     }
     written.map_err(fail(path))
+}
+
+/// Adds `line` at the end of nat mode's hosts file, which is `at` bytes long as planned
+/// (we hold the lock), and to its index. Readers see the file without the line or with
+/// all of it: one `write` of an O_APPEND file.
+pub fn append_hosts_line(path: &Path, at: u64, prefix: &ipnetwork::Ipv4Network, line: &str) -> Result<(), ApplyError> {
+    let facts = crate::plan::hosts::parse_hosts(line).first().and_then(|l| crate::plan::hosts::LineFacts::of(prefix, l));
+    let written = (|| {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)?;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
+        if f.metadata()?.len() != at {
+            return Err(std::io::Error::other(format!("changed while planned ({at} bytes then, {} now); try again", f.metadata()?.len())));
+        }
+        f.write_all(format!("{line}\n").as_bytes())
+    })();
+    written.map_err(fail(path))?;
+    let state = crate::state::dir();
+    let indexed = match facts {
+        Some(facts) => crate::observe::hosts_index::appended(&state, path, prefix, at, &facts),
+        None => crate::observe::hosts_index::forget(&state),
+    };
+    indexed.map_err(fail(&crate::observe::hosts_index::dir(&state)))
+}
+
+/// Cuts nat mode's hosts file back to `len` bytes (a rolled-back append); its index is
+/// rebuilt by the next reader.
+pub fn truncate_hosts_file(path: &Path, len: u64) -> Result<(), ApplyError> {
+    let state = crate::state::dir();
+    crate::observe::hosts_index::forget(&state).map_err(fail(&crate::observe::hosts_index::dir(&state)))?;
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(fail(path))?;
+    f.set_len(len).map_err(fail(path))
+}
+
+/// Removes the index of nat mode's hosts file (`network nat stop`).
+pub fn drop_hosts_index() -> Result<(), ApplyError> {
+    let state = crate::state::dir();
+    crate::observe::hosts_index::drop(&state).map_err(fail(&crate::observe::hosts_index::dir(&state)))
 }

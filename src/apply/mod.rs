@@ -108,6 +108,9 @@ async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
         Step::Sysctl { key, to, .. } => sysctl::write(key, to),
         Step::SysctlDropIn { mode, lines } => sysctl::drop_in(mode, lines.as_deref()),
         Step::WriteFile { path, to, .. } => files::replace(path, to),
+        Step::AppendHostsLine { path, at, prefix, line } => files::append_hosts_line(path, *at, prefix, line),
+        Step::TruncateHostsFile { path, len } => files::truncate_hosts_file(path, *len),
+        Step::DropHostsIndex => files::drop_hosts_index(),
         Step::SignalDnsmasq { pidfile } => dnsmasq::reload(pidfile),
         Step::StartDnsmasq { config, text, pidfile } => dnsmasq::start(config, text, pidfile),
         Step::StopDnsmasq { pidfile, config } => dnsmasq::stop(pidfile, config),
@@ -136,6 +139,7 @@ fn undo(step: &Step) -> Option<Step> {
         Step::Sysctl { key, from, to } => Some(Step::Sysctl { key: key.clone(), from: to.clone(), to: from.clone() }),
         Step::SysctlDropIn { mode, lines: Some(_) } => Some(Step::SysctlDropIn { mode, lines: None }),
         Step::WriteFile { path, from, to } => Some(Step::WriteFile { path: path.clone(), from: to.clone(), to: from.clone() }),
+        Step::AppendHostsLine { path, at, .. } => Some(Step::TruncateHostsFile { path: path.clone(), len: *at }),
         Step::StartDnsmasq { config, pidfile, .. } => Some(Step::StopDnsmasq { pidfile: pidfile.clone(), config: config.clone() }),
         Step::AddAddress { dev, addr } => Some(Step::DelAddress { dev: dev.clone(), addr: *addr }),
         Step::AddRoute { dest, dev, metric } => Some(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: *metric }),
@@ -147,6 +151,8 @@ fn undo(step: &Step) -> Option<Step> {
         | Step::LinkDown { .. }
         | Step::SysctlDropIn { lines: None, .. }
         | Step::SignalDnsmasq { .. }
+        | Step::TruncateHostsFile { .. }
+        | Step::DropHostsIndex
         | Step::StopDnsmasq { .. }
         | Step::EnsureNftNat
         | Step::DelAddress { .. }

@@ -23,7 +23,7 @@ pub fn down_plan(journal: &VifJournal, inputs: &Inputs) -> Result<Plan> {
                     (m, pidfile)
                 }
             };
-            plan_nat::vif_down(r, &mode, &pidfile, &observe::file_text(&mode.hosts)?, &observe::file_text(&mode.ethers)?)
+            plan_nat::vif_down(r, &mode, &pidfile, &observe::file_text(&mode.ethers)?)
         }
     })
 }

@@ -2,6 +2,7 @@
 //! Reads only; nothing here changes anything.
 
 pub mod health;
+pub mod hosts_index;
 
 use std::net::IpAddr;
 
@@ -299,7 +300,7 @@ pub async fn vif_links(handle: &Handle, kernel_name: &IfName, name: &IfName) -> 
 pub async fn nat_vif(handle: &Handle, vif: &NatVif, mode: &NatMode) -> Result<NatVifFacts, anyhow::Error> {
     Ok(NatVifFacts {
         links: vif_links(handle, &vif.kernel_name, &vif.name).await?,
-        hosts: file_text(&mode.hosts)?,
+        hosts: Box::new(hosts_index::HostsIndex::open(&crate::state::dir(), &mode.hosts, &mode.prefix).map_err(|err| FileError { path: mode.hosts.display().to_string(), err })?),
         ethers: file_text(&mode.ethers)?,
         proxy_arp: sysctl(&format!("net/ipv4/conf/{}/proxy_arp", vif.kernel_name)).unwrap_or_else(|| "0".into()),
     })

@@ -370,7 +370,7 @@ fn problem(want: &Want, snap: &Snapshot) -> Option<String> {
         Want::Elem(table, e) => (!snap.has_elem(*table, e)).then(|| "missing".into()),
         Want::HostsLine { path, prefix, ip, names, .. } => {
             let text = snap.text(path);
-            (nat::hosts_with(text, prefix, *ip, names) != text).then(|| "missing or different".into())
+            (super::hosts::hosts_with(text, prefix, *ip, names) != text).then(|| "missing or different".into())
         }
         Want::EthersLine { path, mac, ip, .. } => {
             let text = snap.text(path);
@@ -532,7 +532,7 @@ pub fn additions(drifts: &[Drift], snap: &Snapshot) -> Plan {
             },
             Want::HostsLine { path, prefix, ip, names, pidfile } => {
                 let text = files.entry(path.clone()).or_insert_with(|| snap.text(&path).to_string());
-                *text = nat::hosts_with(text, &prefix, ip, &names);
+                *text = super::hosts::hosts_with(text, &prefix, ip, &names);
                 signal.insert(pidfile);
             }
             Want::EthersLine { path, mac, ip, pidfile } => {

@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod check;
 pub mod doctor;
+pub mod hosts;
 pub mod nat;
 pub mod nft;
 pub mod route;
@@ -90,6 +91,8 @@ pub enum PlanError {
     NameTaken { from: String, to: String },
     #[error("{name}: no such device")]
     NoDevice { name: String },
+    #[error("hosts {path}: {message}")]
+    HostsUnreadable { path: String, message: String },
 }
 
 /// A bridge we create gets a MAC of its own, derived from its name: otherwise it would take
@@ -155,6 +158,13 @@ pub enum Step {
     SysctlDropIn { mode: &'static str, lines: Option<Vec<(String, String)>> },
     /// Replace a file's text `from` with `to` (atomically, by rename).
     WriteFile { path: PathBuf, from: String, to: String },
+    /// Add a line at the end of nat mode's hosts file, `at` bytes long now, and to its index
+    /// (`observe::hosts_index`), which is for `prefix`.
+    AppendHostsLine { path: PathBuf, at: u64, prefix: ipnetwork::Ipv4Network, line: String },
+    /// Cut nat mode's hosts file back to `len` bytes (the undo of an append).
+    TruncateHostsFile { path: PathBuf, len: u64 },
+    /// Remove the index of nat mode's hosts file (the mode stops; the file stays).
+    DropHostsIndex,
     /// Tell dnsmasq (by its pid file) to reread its hosts and ethers files (SIGHUP).
     SignalDnsmasq { pidfile: PathBuf },
     /// Write a dnsmasq config and start dnsmasq with it, unless its pid file names a live one.
@@ -230,6 +240,9 @@ impl fmt::Display for Step {
             Step::WriteFile { path, from, to } => {
                 write!(f, "write {} ({} lines, was {})", path.display(), to.lines().count(), from.lines().count())
             }
+            Step::AppendHostsLine { path, line, .. } => write!(f, "echo '{line}' >> {}", path.display()),
+            Step::TruncateHostsFile { path, len } => write!(f, "truncate -s {len} {}", path.display()),
+            Step::DropHostsIndex => write!(f, "rm -r <state>/{} (the hosts file's index)", crate::names::HOSTS_INDEX),
             Step::SignalDnsmasq { pidfile } => write!(f, "kill -HUP $(cat {})", pidfile.display()),
             Step::StartDnsmasq { config, pidfile, .. } => {
                 write!(f, "dnsmasq --conf-file={} --pid-file={} (unless running)", config.display(), pidfile.display())

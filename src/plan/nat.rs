@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
+use super::hosts::{hosts_edit, hosts_with, machine_for, machine_of_address, replace_lines, HostsEdit, HostsLine, HostsView, LineFacts};
 use super::nft::{again, Elem, ElemChange, Table};
 use super::route::{host_prefix, sysctls_back, SysctlChange};
 use super::{device_steps, Facts, Plan, PlanError, Step};
@@ -61,89 +62,6 @@ pub fn hostname(name: &str, iface: u8) -> String {
     }
 }
 
-/// One line of a hosts file: an address and its names (comments and blank lines skipped).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostsLine {
-    pub ip: IpAddr,
-    pub names: Vec<String>,
-}
-
-pub fn parse_hosts(text: &str) -> Vec<HostsLine> {
-    text.lines()
-        .filter_map(|l| {
-            let mut fields = l.split('#').next()?.split_whitespace();
-            let ip = fields.next()?.parse().ok()?;
-            Some(HostsLine { ip, names: fields.map(String::from).collect() })
-        })
-        .collect()
-}
-
-/// The domain's machine number: the one its names already have in the hosts file, else
-/// the lowest one no line of the prefix uses. A line belongs to machine `m` of domain `n`
-/// when its address is `m`'s interface `y` and its first name is `n`'s name for `y`; so
-/// domain `web-2` never takes the second nic of `web`, and `dom1` never matches `dom10`.
-pub fn machine_for(hosts: &[HostsLine], prefix: &Ipv4Network, name: &str) -> Result<u32, PlanError> {
-    let ours = |l: &HostsLine| match l.ip {
-        IpAddr::V4(a) => slot(prefix, a),
-        IpAddr::V6(_) => None,
-    };
-    if let Some(m) = hosts.iter().find_map(|l| ours(l).filter(|(_, y)| l.names.first().map(String::as_str) == Some(&hostname(name, *y))).map(|(m, _)| m)) {
-        return Ok(m);
-    }
-    let used: std::collections::HashSet<u32> = hosts.iter().filter_map(|l| ours(l).map(|(m, _)| m)).collect();
-    (0..machines(prefix)).find(|m| !used.contains(m)).ok_or(PlanError::NoMachineLeft { prefix: prefix.to_string(), machines: machines(prefix) })
-}
-
-/// The machine number an explicit address takes; it must be a guest address of the prefix
-/// and not another domain's.
-pub fn machine_of_address(hosts: &[HostsLine], prefix: &Ipv4Network, name: &str, addr: Ipv4Addr) -> Result<(u32, u8), PlanError> {
-    let (m, y) = slot(prefix, addr).ok_or_else(|| PlanError::NotInPrefix { ip: addr.to_string(), prefix: prefix.to_string() })?;
-    let foreign = hosts.iter().find(|l| match l.ip {
-        IpAddr::V4(a) => slot(prefix, a).is_some_and(|(lm, ly)| lm == m && l.names.first() != Some(&hostname(name, ly))),
-        IpAddr::V6(_) => false,
-    });
-    match foreign {
-        Some(l) => Err(PlanError::AddressTaken { ip: addr.to_string(), owner: l.names.first().cloned().unwrap_or_default() }),
-        None => Ok((m, y)),
-    }
-}
-
-/// The hosts file with `ip name name.domain` in it: any line of the prefix with the same
-/// address or the same first name goes; every other line stays as it was.
-pub fn hosts_with(text: &str, prefix: &Ipv4Network, ip: Ipv4Addr, names: &[String]) -> String {
-    let clashes = |l: &str| {
-        let line = parse_hosts(l);
-        line.first().is_some_and(|h| match h.ip {
-            IpAddr::V4(a) => prefix.contains(a) && (a == ip || h.names.first() == names.first()),
-            IpAddr::V6(_) => false,
-        })
-    };
-    replace_lines(text, clashes, &format!("{ip} {}", names.join(" ")))
-}
-
-/// `text` with `line` where the first line that `clashes` was (the others that clash
-/// gone), or at the end: a repeated edit leaves the file as it was.
-fn replace_lines(text: &str, clashes: impl Fn(&str) -> bool, line: &str) -> String {
-    let mut out = String::with_capacity(text.len() + line.len() + 1);
-    let mut placed = false;
-    for l in text.lines() {
-        if !clashes(l) {
-            out.push_str(l);
-        } else if !placed {
-            out.push_str(line);
-            placed = true;
-        } else {
-            continue;
-        }
-        out.push('\n');
-    }
-    if !placed {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 /// One `MAC IP` line of an ethers file, if the line is one.
 pub fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
     let mut fields = line.split('#').next()?.split_whitespace();
@@ -151,20 +69,61 @@ pub fn ethers_fields(line: &str) -> Option<(MacAddr, IpAddr)> {
     Some((mac, fields.next()?.parse().ok()?))
 }
 
+/// One `MAC IP` of an ethers file, to find its lines without parsing every one: the lines
+/// vifnet writes are in canonical form (lowercase, two digits a byte) and compare as text;
+/// a line in any other spelling is parsed. A line counts only if both fields parse, as in
+/// [`ethers_fields`].
+struct EthersEntry {
+    mac: MacAddr,
+    mac_text: String,
+    ip_text: String,
+}
+
+impl EthersEntry {
+    fn new(mac: MacAddr, ip: Ipv4Addr) -> EthersEntry {
+        EthersEntry { mac, mac_text: mac.to_string(), ip_text: ip.to_string() }
+    }
+
+    /// Whether the line's MAC and address are ours, if the line is a `MAC IP` line.
+    fn matches(&self, line: &str) -> Option<(bool, bool)> {
+        let mut fields = line.split('#').next()?.split_whitespace();
+        let (m, a) = (fields.next()?, fields.next()?);
+        let canonical = m.len() == 17 && m.bytes().enumerate().all(|(i, b)| if i % 3 == 2 { b == b':' } else { b.is_ascii_digit() || (b'a'..=b'f').contains(&b) });
+        let mac = if canonical { m == self.mac_text } else { MacAddr::parse("ethers", m).ok()? == self.mac };
+        // An IPv4 address has one spelling; anything else must still be an address.
+        let ip = a == self.ip_text;
+        if !ip && a.parse::<IpAddr>().is_err() {
+            return None;
+        }
+        Some((mac, ip))
+    }
+}
+
 /// The ethers file with `mac ip` in it: a line with the same MAC or the same address goes.
 pub fn ethers_with(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
-    let clashes = |l: &str| ethers_fields(l).is_some_and(|(m, a)| m == mac || a == IpAddr::V4(ip));
-    replace_lines(text, clashes, &format!("{mac} {ip}"))
+    let e = EthersEntry::new(mac, ip);
+    replace_lines(text, |l| e.matches(l).is_some_and(|(m, a)| m || a), &format!("{mac} {ip}"))
 }
 
 /// The MAC the ethers file leases `ip` to, if any.
 pub fn ethers_owner(text: &str, ip: Ipv4Addr) -> Option<MacAddr> {
-    text.lines().filter_map(ethers_fields).find(|(_, a)| *a == IpAddr::V4(ip)).map(|(m, _)| m)
+    let ip_text = ip.to_string();
+    text.lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|a| a.split('#').next() == Some(ip_text.as_str())))
+        .filter_map(ethers_fields)
+        .find(|(_, a)| *a == IpAddr::V4(ip))
+        .map(|(m, _)| m)
 }
 
 /// The ethers file without exactly the line `mac ip`.
 pub fn ethers_without(text: &str, mac: MacAddr, ip: Ipv4Addr) -> String {
-    text.lines().filter(|l| ethers_fields(l) != Some((mac, IpAddr::V4(ip)))).map(|l| format!("{l}\n")).collect()
+    let e = EthersEntry::new(mac, ip);
+    let mut out = String::with_capacity(text.len());
+    for l in text.lines().filter(|l| e.matches(l) != Some((true, true))) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 /// The dnsmasq we run for the guests: DHCP only for MACs in the ethers file (static), on
@@ -282,6 +241,7 @@ pub fn host_down(rec: &NatHostRecord, sysctls_now: &BTreeMap<String, String>) ->
     plan.push(Step::DeleteNftTableIfUnused(Table::Inet));
     plan.push(Step::SysctlDropIn { mode: "nat", lines: None });
     plan.steps.extend(sysctls_back(&rec.sysctls, sysctls_now));
+    plan.push(Step::DropHostsIndex);
     plan
 }
 
@@ -322,10 +282,10 @@ pub struct NatVifRecord {
 }
 
 /// What `observe` read for one nat vif.
-#[derive(Debug, Clone, Default)]
 pub struct NatVifFacts {
     pub links: Facts,
-    pub hosts: String,
+    /// The hosts file, through its index (or its text, in tests).
+    pub hosts: Box<dyn HostsView>,
     pub ethers: String,
     pub proxy_arp: String,
 }
@@ -352,10 +312,10 @@ fn host32(a: Ipv4Addr) -> IpNetwork {
 /// told to reread them only when one did.
 pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous: Option<&NatVifRecord>) -> Result<(Plan, NatVifRecord), PlanError> {
     let mode = &host.mode;
-    let hosts = parse_hosts(&facts.hosts);
+    let hosts = facts.hosts.as_ref();
     let (machine, iface) = match vif.ip {
-        Some(ip) => machine_of_address(&hosts, &mode.prefix, &vif.domain_name, ip)?,
-        None => (machine_for(&hosts, &mode.prefix, &vif.domain_name)?, vif.iface),
+        Some(ip) => machine_of_address(hosts, &mode.prefix, &vif.domain_name, ip)?,
+        None => (machine_for(hosts, &mode.prefix, &vif.domain_name)?, vif.iface),
     };
     let guest = guest_address(&mode.prefix, machine, iface);
     let name = hostname(&vif.domain_name, iface);
@@ -398,9 +358,9 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
         plan.push(Step::Sysctl { key: proxy_arp_key(dev), from: facts.proxy_arp.clone(), to: "1".into() });
     }
     let full = format!("{name}.{}", mode.domain);
-    let hosts_new = hosts_with(&facts.hosts, &mode.prefix, guest, &[name.clone(), full]);
+    let hosts_changed = hosts_step(&mut plan, mode, hosts, guest, &[name.clone(), full])?;
     let ethers_new = ethers_with(&facts.ethers, vif.mac, guest);
-    let changed = file_steps(&mut plan, mode, &facts.hosts, hosts_new, &facts.ethers, ethers_new);
+    let changed = file_step(&mut plan, &mode.ethers, &facts.ethers, ethers_new) | hosts_changed;
     // Again over a journal: an earlier online may have been killed between its writes and
     // its signal, so dnsmasq is told even when the files are already right.
     if changed || previous.is_some() {
@@ -409,16 +369,35 @@ pub fn vif_up(vif: &NatVif, host: &NatHostRecord, facts: &NatVifFacts, previous:
     Ok((plan, rec))
 }
 
-/// Writes of the hosts and ethers files where their text changes; whether any did.
-fn file_steps(plan: &mut Plan, mode: &NatMode, hosts: &str, hosts_new: String, ethers: &str, ethers_new: String) -> bool {
-    let mut changed = false;
-    for (path, old, new) in [(&mode.hosts, hosts, hosts_new), (&mode.ethers, ethers, ethers_new)] {
-        if old != new {
-            plan.push(Step::WriteFile { path: path.clone(), from: old.to_string(), to: new });
-            changed = true;
-        }
+/// The write of a file whose text changes; whether it does.
+fn file_step(plan: &mut Plan, path: &Path, old: &str, new: String) -> bool {
+    let changed = old != new;
+    if changed {
+        plan.push(Step::WriteFile { path: path.to_path_buf(), from: old.to_string(), to: new });
     }
     changed
+}
+
+/// The hosts file's edit that gives it `ip names...`, if it needs one: the line at the end
+/// (each call's case: its size does not matter), or, when another line has the address or
+/// the first name, the file written again. Whether there is one.
+fn hosts_step(plan: &mut Plan, mode: &NatMode, hosts: &dyn HostsView, ip: Ipv4Addr, names: &[String]) -> Result<bool, PlanError> {
+    let line = HostsLine { ip: IpAddr::V4(ip), names: names.to_vec() };
+    match hosts_edit(hosts, ip, names) {
+        HostsEdit::Keep => return Ok(false),
+        HostsEdit::Append => {
+            debug_assert!(LineFacts::of(&mode.prefix, &line).is_some());
+            let line = format!("{ip} {}", names.join(" "));
+            plan.push(Step::AppendHostsLine { path: mode.hosts.clone(), at: hosts.length().0, prefix: mode.prefix, line });
+        }
+        HostsEdit::Rewrite => {
+            let unreadable = |message| PlanError::HostsUnreadable { path: mode.hosts.display().to_string(), message };
+            let text = hosts.text().map_err(unreadable)?;
+            let to = hosts_with(&text, &mode.prefix, ip, names);
+            file_step(plan, &mode.hosts, &text, to);
+        }
+    }
+    Ok(true)
 }
 
 /// The vif's address, route to the guest, as steps that make them (or remove them).
@@ -436,7 +415,7 @@ fn vif_state(rec: &NatVifRecord, down: bool) -> Vec<Step> {
 /// reserved for the machine.
 /// `mode` and `pidfile` are the host-wide part's (`NatHostRecord`), or the mode file's when
 /// its record is lost.
-pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, hosts: &str, ethers: &str) -> Plan {
+pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, ethers: &str) -> Plan {
     let mut plan = Plan::default();
     let deletes: Vec<ElemChange> = record_elements(rec).into_iter().map(ElemChange::Delete).collect();
     if !deletes.is_empty() {
@@ -447,7 +426,7 @@ pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, hosts: &str,
         plan.push(Step::Sysctl { key: proxy_arp_key(&rec.name), from: "1".into(), to: rec.proxy_arp_was.clone() });
     }
     plan.push(Step::LinkDown { dev: rec.name.clone() });
-    if file_steps(&mut plan, mode, hosts, hosts.to_string(), ethers, ethers_without(ethers, rec.mac, rec.guest)) {
+    if file_step(&mut plan, &mode.ethers, ethers, ethers_without(ethers, rec.mac, rec.guest)) {
         plan.push(Step::SignalDnsmasq { pidfile: pidfile.to_path_buf() });
     }
     plan
@@ -456,6 +435,7 @@ pub fn vif_down(rec: &NatVifRecord, mode: &NatMode, pidfile: &Path, hosts: &str,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::hosts::HostsText;
 
     fn prefix(s: &str) -> Ipv4Network {
         s.parse().unwrap()
@@ -472,29 +452,6 @@ mod tests {
         assert_eq!(machines(&prefix("192.168.7.0/24")), 1);
         assert_eq!(hostname("web", 1), "web");
         assert_eq!(hostname("web", 2), "web-2");
-    }
-
-    #[test]
-    fn machine_numbers_are_found_by_whole_names_and_allocated_lowest_first() {
-        let p = prefix("10.0.0.0/8");
-        let hosts = parse_hosts("127.0.0.1 localhost\n10.0.0.1 dom10 dom10.x\n10.0.1.1 web web.x\n10.0.1.2 web-2 web-2.x\n# 10.0.2.1 dom1\n");
-        assert_eq!(machine_for(&hosts, &p, "dom10").unwrap(), 0);
-        assert_eq!(machine_for(&hosts, &p, "dom1").unwrap(), 2, "dom1 is not dom10, and a comment holds no number");
-        assert_eq!(machine_for(&hosts, &p, "web").unwrap(), 1);
-        assert_eq!(machine_for(&hosts, &p, "web-2").unwrap(), 2, "domain web-2 is not web's second nic");
-        let full = parse_hosts("192.168.7.1 a\n");
-        assert!(matches!(machine_for(&full, &prefix("192.168.7.0/24"), "b"), Err(PlanError::NoMachineLeft { .. })));
-    }
-
-    #[test]
-    fn an_explicit_address_must_be_a_free_guest_address_of_the_prefix() {
-        let p = prefix("10.0.0.0/8");
-        let hosts = parse_hosts("10.0.1.1 web web.x\n");
-        assert_eq!(machine_of_address(&hosts, &p, "db", "10.0.5.3".parse().unwrap()).unwrap(), (5, 3));
-        assert_eq!(machine_of_address(&hosts, &p, "web", "10.0.1.2".parse().unwrap()).unwrap(), (1, 2));
-        assert!(matches!(machine_of_address(&hosts, &p, "db", "10.0.1.3".parse().unwrap()), Err(PlanError::AddressTaken { .. })));
-        assert!(matches!(machine_of_address(&hosts, &p, "db", "192.0.2.1".parse().unwrap()), Err(PlanError::NotInPrefix { .. })));
-        assert!(matches!(machine_of_address(&hosts, &p, "db", "10.0.5.200".parse().unwrap()), Err(PlanError::NotInPrefix { .. })), "host-side half");
     }
 
     fn host() -> NatHostRecord {
@@ -527,17 +484,24 @@ mod tests {
             antispoof: true,
         };
         let link = super::super::LinkFacts { index: 7, kind: None, mtu: 1500, master: None, up: false, mac: None, ours: false };
-        let mut facts = NatVifFacts { links: Facts { links: [("vif7.0".to_string(), link)].into() }, proxy_arp: "0".into(), ..Default::default() };
+        let p = prefix("10.0.0.0/8");
+        let mut facts = NatVifFacts {
+            links: Facts { links: [("vif7.0".to_string(), link)].into() },
+            hosts: Box::new(HostsText::new(String::new(), &p)),
+            ethers: String::new(),
+            proxy_arp: "0".into(),
+        };
         let lines = |p: &Plan| p.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (plan, rec) = vif_up(&vif, &host(), &facts, None).unwrap();
         let l = lines(&plan);
         assert!(l.contains(&"ip addr add 10.0.0.129/32 dev vif7.0".to_string()), "{l:?}");
         assert!(l.contains(&"ip route add 10.0.0.1/32 dev vif7.0 proto 118 metric 2".to_string()), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=1 (was 0)".to_string()), "{l:?}");
+        assert!(l.contains(&"echo '10.0.0.1 web web.x' >> /h".to_string()), "a new line at the end: {l:?}");
         assert_eq!(l.last().unwrap(), "kill -HUP $(cat /s/dnsmasq.pid)");
         // The files already say so: a first online has nothing to write and nobody to wake;
         // a repeated one wakes dnsmasq (the online it repeats may have died before it did).
-        facts.hosts = "10.0.0.1 web web.x\n".into();
+        facts.hosts = Box::new(HostsText::new("10.0.0.1 web web.x\n".into(), &p));
         facts.ethers = "00:16:3e:00:00:07 10.0.0.1\n".into();
         facts.proxy_arp = "1".into();
         let (plan, _) = vif_up(&vif, &host(), &facts, None).unwrap();
@@ -547,7 +511,7 @@ mod tests {
         assert_eq!(lines(&plan).last().unwrap(), "kill -HUP $(cat /s/dnsmasq.pid)");
         // Offline: the ethers line goes, the hosts line stays, proxy_arp as it was.
         let host = host();
-        let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.hosts, &facts.ethers));
+        let l = lines(&vif_down(&rec, &host.mode, host.pidfile(), &facts.ethers));
         assert!(l.contains(&"write /e (0 lines, was 1)".to_string()) && !l.iter().any(|s| s.starts_with("write /h")), "{l:?}");
         assert!(l.contains(&"sysctl -w net/ipv4/conf/vif7.0/proxy_arp=0 (was 1)".to_string()), "{l:?}");
         // Start again after a ruleset flush: table, nat chain and masquerade; then this
@@ -561,18 +525,16 @@ mod tests {
     }
 
     #[test]
-    fn file_edits_match_whole_fields_and_keep_other_lines() {
-        let p = prefix("10.0.0.0/8");
-        let hosts = "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 old old.x\n";
-        let names = ["dom1".to_string(), "dom1.x".to_string()];
-        let with = hosts_with(hosts, &p, "10.0.0.1".parse().unwrap(), &names);
-        assert_eq!(with, "# mine\n192.0.2.1 printer\n10.0.0.10 dom10 dom10.x\n10.0.0.1 dom1 dom1.x\n");
-        assert_eq!(hosts_with(&with, &p, "10.0.0.1".parse().unwrap(), &names), with, "twice is once");
+    fn ethers_edits_match_whole_fields_and_keep_other_lines() {
         let mac = MacAddr::parse("t", "00:16:3e:00:00:01").unwrap();
-        let ethers = "00:16:3e:00:00:10 10.0.0.10\n00:16:3E:00:00:01 10.0.9.9\naa:bb:cc:dd:ee:ff printer\n";
+        let ethers = "00:16:3e:00:00:10 10.0.0.10\n00:16:3E:00:00:01 10.0.9.9\naa:bb:cc:dd:ee:ff printer\n0:16:3e:0:0:1 printer\n";
         let with = ethers_with(ethers, mac, "10.0.0.1".parse().unwrap());
-        assert_eq!(with, "00:16:3e:00:00:10 10.0.0.10\n00:16:3e:00:00:01 10.0.0.1\naa:bb:cc:dd:ee:ff printer\n", "in place of the stale line");
-        assert_eq!(ethers_without(&with, mac, "10.0.0.1".parse().unwrap()), "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n");
+        assert_eq!(with, "00:16:3e:00:00:10 10.0.0.10\n00:16:3e:00:00:01 10.0.0.1\naa:bb:cc:dd:ee:ff printer\n0:16:3e:0:0:1 printer\n", "in place of the stale line; a line leasing by name is not one");
+        assert_eq!(ethers_owner(&with, "10.0.0.1".parse().unwrap()), Some(mac));
+        assert_eq!(ethers_owner(&with, "10.0.0.2".parse().unwrap()), None);
+        assert_eq!(ethers_without(&with, mac, "10.0.0.1".parse().unwrap()), "00:16:3e:00:00:10 10.0.0.10\naa:bb:cc:dd:ee:ff printer\n0:16:3e:0:0:1 printer\n");
         assert_eq!(ethers_with(&with, mac, "10.0.0.1".parse().unwrap()), with, "twice is once");
+        let short = "0:16:3e:0:0:1 10.0.0.1 # by hand\n";
+        assert_eq!(ethers_without(short, mac, "10.0.0.1".parse().unwrap()), "", "any spelling of the MAC");
     }
 }

@@ -414,7 +414,7 @@ pub fn lab(prefix: &str, xend: Option<&XendConfig>, xl: Option<&XlConf>, domains
                     }
                     let iface = match ips.as_slice() {
                         [] => devid as u8 + 1,
-                        [IpNetwork::V4(n)] if n.prefix() == 32 => nat::machine_of_address(&[], &m.prefix, &d.name, n.ip()).map(|(_, y)| y).map_err(|_| {
+                        [IpNetwork::V4(n)] if n.prefix() == 32 => super::hosts::machine_of_address(&super::hosts::HostsText::default(), &m.prefix, &d.name, n.ip()).map(|(_, y)| y).map_err(|_| {
                             ConfigError::bad(at("ip"), n.ip().to_string(), format!("is not a guest address of nat prefix {} (last byte 1 to 127)", m.prefix))
                         })?,
                         _ => return Err(ConfigError::bad(at("ip"), settings.get("ip").unwrap_or(""), "is not one IPv4 address (nat mode gives each interface one)")),
