@@ -53,7 +53,7 @@ pub struct Floor {
     pub writes: Vec<(String, String)>,
 }
 
-pub const ALL: [Mode; 5] = [BRIDGE, ROUTE, ROUTE_PROXIED, NAT, NAT_LIVE];
+pub const ALL: [Mode; 6] = [BRIDGE, ROUTE, ROUTE_PROXIED, NAT, NAT_LIVE, NAT_65K];
 
 /// Guests online beside the measured one.
 const LEVELS: &[u32] = &[0, 100, 1000, 4000];
@@ -150,6 +150,35 @@ const NAT_LIVE: Mode = Mode {
     run: "nat-live",
     title: "vif nat, dnsmasq running during the timed calls (its work competing for the CPUs)",
     pause_dnsmasq: false,
+    levels: &[0, 100],
+    bursts: false,
+    cycles: false,
+    ..NAT
+};
+
+/// Machines the hosts file numbers before the run in `nat-65k`: nearly all of a /8's 65,536.
+const NUMBERED: u32 = 65_000;
+
+/// Nat mode with a hosts file that already numbers 65,000 machines (a host that has seen
+/// that many domain names): each online finds its number and adds its line through the
+/// file's index, not by reading and writing the whole file. The numbers above 65,000 are
+/// the run's, so only 0 and 100 guests beside the measured one.
+const NAT_65K: Mode = Mode {
+    run: "nat-65k",
+    title: "vif nat, the hosts file numbering 65,000 machines already (dnsmasq paused)",
+    mode_file: |dir| {
+        let mut hosts = String::with_capacity(40 * NUMBERED as usize);
+        for m in 0..NUMBERED {
+            hosts.push_str(&format!("10.{}.{}.1 old{m} old{m}.xen.internal\n", m >> 8, m & 0xff));
+        }
+        std::fs::write(dir.join("hosts"), hosts).unwrap();
+        (NAT.mode_file)(dir)
+    },
+    check: |dir, domains| {
+        let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
+        assert_eq!(hosts.lines().count(), NUMBERED as usize + domains, "nat-65k: one line more per domain ever online");
+        assert_eq!(std::fs::read_to_string(dir.join("ethers")).unwrap(), "", "nat-65k: ethers lines left after every offline");
+    },
     levels: &[0, 100],
     bursts: false,
     cycles: false,

@@ -72,6 +72,22 @@ pub fn close_in_child(fd: OwnedFd, quiet: Option<&Quiet>) -> Option<libc::pid_t>
     }
 }
 
+/// Whether a child holds the queue: a call that deleted something may have left destroy
+/// work pending, which closing a NETLINK_NETFILTER socket would wait for. A queue nobody
+/// holds (or that does not exist) means no call's work is known to be pending.
+pub fn queue_busy(queue: &std::ffi::CStr) -> bool {
+    // SAFETY: raw calls on a NUL-terminated path; the descriptor is closed before return.
+    unsafe {
+        let file = libc::open(queue.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if file < 0 {
+            return false;
+        }
+        let busy = libc::flock(file, libc::LOCK_EX | libc::LOCK_NB) != 0;
+        libc::close(file);
+        busy
+    }
+}
+
 /// Returns when closing `fd` will not wait on destroy work: at once if nothing was
 /// committed since the last quiet moment a child wrote down, else after waiting for one.
 /// The queue's lock is held until the child exits, after its close.
