@@ -187,6 +187,29 @@ fn a_started_route_mode_needs_forwarding_and_the_printed_sysctl_puts_it_back() {
     vifnet_ok(&lab.ns, &lab.dirs, &[], &["network", "route", "stop"]);
 }
 
+/// A routed guest's IPv4 gateway is answered by ARP for a local address, with no address
+/// on its vif: arp_ignore set by the administrator breaks it, and doctor says so.
+#[test]
+fn a_routed_guests_gateway_needs_arp_ignore_0_and_doctor_says_so() {
+    if !root_or_skip() {
+        return;
+    }
+    let lab = Lab::new(&[("route", "netdev = \"up0\"\ngateway = \"203.0.113.193/29 2001:db8:42::1/64\"\ngateway_kind = \"bridge\"\n")]);
+    lab.ns.ok(&["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+    lab.ns.ok(&["ip", "link", "set", "up0", "up"]);
+    lab.ns.ok(&["ip", "link", "add", "vif1.0", "type", "veth", "peer", "name", "g1"]);
+    vifnet_ok(&lab.ns, &lab.dirs, &[], &["vif", "route", "online", "vif=vif1.0", "ip=203.0.113.194 2001:db8:42::194"]);
+    assert_eq!(lab.doctor().0, 0, "{:?}", lab.doctor().1);
+    lab.ns.ok(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"]);
+    let (code, lines) = lab.doctor();
+    assert_eq!(code, 2, "{lines:?}");
+    assert!(lines.contains(&"error: sysctl net/ipv4/conf/all/arp_ignore is 1, and the started mode needs 0; fix: sysctl -w net.ipv4.conf.all.arp_ignore=0".to_string()), "{lines:?}");
+    lab.apply_fixes(&lines);
+    assert_eq!(lab.doctor().0, 0);
+    vifnet_ok(&lab.ns, &lab.dirs, &[], &["vif", "route", "offline", "vif=vif1.0"]);
+    vifnet_ok(&lab.ns, &lab.dirs, &[], &["network", "route", "stop"]);
+}
+
 #[test]
 fn shell_words_split_like_a_shell() {
     assert_eq!(shell_words("nft 'a \"vif*\" b; c' x"), ["nft", "a \"vif*\" b; c", "x"]);

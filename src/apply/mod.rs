@@ -121,6 +121,7 @@ async fn run_step(handle: &Handle, step: &Step) -> Result<(), ApplyError> {
         Step::DelRoute { dest, dev, metric } => routing::del_route(handle, *dest, dev, *metric).await,
         Step::AddProxy { dev, addr } => routing::add_proxy(handle, dev, *addr).await,
         Step::DelProxy { dev, addr } => routing::del_proxy(handle, dev, *addr).await,
+        Step::AddGatewayProxy { dev, addr } => routing::add_gateway_proxy(handle, dev, *addr).await,
         Step::Announce { dev, addrs } => announce::send(handle, dev, addrs).await,
         Step::EnsureNftTable(table) => nft::ensure_table(*table),
         Step::DeleteNftTableIfUnused(table) => nft::delete_table_if_unused(*table),
@@ -144,6 +145,7 @@ fn undo(step: &Step) -> Option<Step> {
         Step::AddAddress { dev, addr } => Some(Step::DelAddress { dev: dev.clone(), addr: *addr }),
         Step::AddRoute { dest, dev, metric } => Some(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: *metric }),
         Step::AddProxy { dev, addr } => Some(Step::DelProxy { dev: dev.clone(), addr: *addr }),
+        Step::AddGatewayProxy { dev, addr } => Some(Step::DelProxy { dev: dev.clone(), addr: std::net::IpAddr::V6(*addr) }),
         Step::NftElements(table, changes) => Some(Step::NftElements(*table, changes.iter().rev().map(|c| c.inverse()).collect())),
         Step::Uplink(u) => Some(Step::Uplink(u.inverse())),
         Step::DeleteLink { .. }
@@ -158,6 +160,7 @@ fn undo(step: &Step) -> Option<Step> {
         | Step::DelAddress { .. }
         | Step::DelRoute { .. }
         | Step::DelProxy { .. }
+
         | Step::Announce { .. }
         | Step::EnsureNftTable(_)
         | Step::DeleteNftTableIfUnused(_) => None,

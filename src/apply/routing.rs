@@ -87,6 +87,19 @@ pub async fn add_proxy(handle: &Handle, dev: &IfName, addr: IpAddr) -> Result<()
     idempotent(req.execute().await, &[libc::EEXIST], format!("adding proxy {addr} on {dev}"))
 }
 
+/// The guest's IPv6 gateway, answered on its vif: marked router, as the answer of a
+/// forwarding host's own address would be (the kernel needs a device for it: the entry
+/// joins the address's solicited-node group there).
+pub async fn add_gateway_proxy(handle: &Handle, dev: &IfName, addr: Ipv6Addr) -> Result<(), ApplyError> {
+    let index = link_index(handle, dev).await?;
+    let mut req = handle.neighbours().add(index, IpAddr::V6(addr)).replace();
+    let mut m = proxy_message(index, IpAddr::V6(addr));
+    m.header.flags |= NeighbourFlags::Router;
+    m.attributes.push(NeighbourAttribute::Protocol(RouteProtocol::Other(ROUTE_PROTOCOL)));
+    *req.message_mut() = m;
+    idempotent(req.execute().await, &[libc::EEXIST], format!("adding proxy {addr} on {dev}"))
+}
+
 pub async fn del_proxy(handle: &Handle, dev: &IfName, addr: IpAddr) -> Result<(), ApplyError> {
     let Some(link) = super::find_link(handle, dev).await? else { return Ok(()) };
     idempotent(

@@ -75,7 +75,11 @@ async fn route(handle: &rtnetlink::Handle) -> Result<()> {
             antispoof: if antispoof_changed { now.antispoof } else { r.antispoof },
         };
         let facts = observe::vif_links(handle, &vif.kernel_name, &vif.name).await?;
-        let (plan, mut new) = plan_route::vif_up(&vif, &host, &facts, r.answered.clone(), Some(&r))?;
+        // A journal from before `gateway` had the gateway's addresses on the vif: answered the
+        // new way from now on, its addresses go.
+        let gateway = if r.answered.is_empty() { r.gateway.clone() } else { r.answered.clone() };
+        let sysctls = observe::route_vif_sysctls(&vif.kernel_name, &vif.name);
+        let (plan, mut new) = plan_route::vif_up(&vif, &host, &facts, gateway, &sysctls, Some(&r))?;
         new.origin = r.origin.clone();
         state::write_vif(&VifJournal::Route(new))?;
         apply::setup(handle, &plan).await?;

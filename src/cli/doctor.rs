@@ -51,7 +51,7 @@ fn observe_host() -> Result<HostHealth> {
     let br_nf = |key: &str| observe::sysctl(&format!("net/bridge/{key}")).map(|v| v == "1");
     let sysctls = doctor::wanted_sysctls(route_rec.as_ref(), nat_started, &vifs)
         .into_iter()
-        .map(|key| SysctlFact { now: observe::sysctl(&key), key, want: "1".into() })
+        .map(|(key, want)| SysctlFact { now: observe::sysctl(&key), key, want })
         .collect();
 
     let nat_health = match nat {

@@ -36,7 +36,7 @@ pub fn guessed(mode: &str, inputs: &Inputs, dev_type: DevType) -> Result<Option<
         "route" => {
             let mode = inputs::route_mode(inputs)?;
             let host = state::read_host::<plan_route::HostRecord>("route")?.unwrap_or_else(|| plan_route::HostRecord::not_started(&mode));
-            inputs::routed_vif(inputs, &host.mode, dev_type).map(|v| VifJournal::Route(plan_route::record(&v, &host, plan_route::answered(&host.mode, &[]))))
+            inputs::routed_vif(inputs, &host.mode, dev_type).map(|v| VifJournal::Route(plan_route::record(&v, &host, plan_route::answered(&host.mode, &[]), &Default::default())))
         }
         _ => {
             let mode = inputs::bridge_mode(inputs)?;

@@ -281,7 +281,8 @@ async fn route_up(call: &Call<'_>, previous: Option<VifJournal>) -> Result<Outco
             None => Vec::new(),
         },
     };
-    let (vif_plan, record) = plan_route::vif_up(&vif, &host, &facts, plan_route::answered(&host.mode, &uplink_addrs), prev)?;
+    let sysctls = observe::route_vif_sysctls(&vif.kernel_name, &vif.name);
+    let (vif_plan, record) = plan_route::vif_up(&vif, &host, &facts, plan_route::answered(&host.mode, &uplink_addrs), &sysctls, prev)?;
     plan.steps.extend(vif_plan.steps);
     if call.print(&plan) {
         return Ok(Outcome::DryRun);

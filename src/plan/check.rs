@@ -25,6 +25,8 @@ pub enum Want {
     Address { dev: IfName, addr: IpNetwork },
     Route { dest: IpNetwork, dev: IfName, metric: u32 },
     Proxy { dev: IfName, addr: IpAddr },
+    /// route mode's proxy entry, marked router, that answers the guest's IPv6 gateway.
+    GatewayProxy { dev: IfName, addr: std::net::Ipv6Addr },
     Sysctl { key: String, value: String },
     Elem(Table, Elem),
     /// nat mode's `ip name name.domain` line (`nat::hosts_with` changes nothing).
@@ -47,6 +49,7 @@ impl fmt::Display for Want {
             Want::Address { dev, addr } => write!(f, "address {addr} on {dev}"),
             Want::Route { dest, dev, metric } => write!(f, "route {dest} dev {dev} metric {metric}"),
             Want::Proxy { dev, addr } => write!(f, "proxy {addr} on {dev}"),
+            Want::GatewayProxy { dev, addr } => write!(f, "proxy {addr} on {dev} (router)"),
             Want::Sysctl { key, value } => write!(f, "sysctl {key} = {value}"),
             Want::Elem(table, e) => write!(f, "element {table} {} {{ {e} }}", e.set_name()),
             Want::HostsLine { path, ip, names, .. } => write!(f, "line \"{ip} {}\" in {}", names.join(" "), path.display()),
@@ -227,6 +230,11 @@ pub fn vif_wants(j: &VifJournal, nat: Option<(&nat::NatMode, &std::path::Path)>)
         VifJournal::Route(r) => {
             out.push(Want::Up { dev: r.name.clone() });
             out.extend(r.answered.iter().map(|a| Want::Address { dev: r.name.clone(), addr: *a }));
+            out.extend(r.sysctls.iter().map(|c| Want::Sysctl { key: c.key.clone(), value: c.new.clone() }));
+            out.extend(r.gateway.iter().filter_map(|g| match g.ip() {
+                IpAddr::V6(addr) => Some(Want::GatewayProxy { dev: r.name.clone(), addr }),
+                IpAddr::V4(_) => None,
+            }));
             out.extend(r.ips.iter().map(|d| Want::Route { dest: *d, dev: r.name.clone(), metric: r.metric }));
             if let Some(up) = &r.proxy_dev {
                 out.extend(r.proxied.iter().map(|a| Want::Proxy { dev: up.clone(), addr: *a }));
@@ -365,6 +373,10 @@ fn problem(want: &Want, snap: &Snapshot) -> Option<String> {
             let i = snap.index(dev)?;
             (!snap.proxies.contains(&(i, *addr))).then(|| "missing".into())
         }
+        Want::GatewayProxy { dev, addr } => {
+            let i = snap.index(dev)?;
+            (!snap.proxies.contains(&(i, IpAddr::V6(*addr)))).then(|| "missing".into())
+        }
         // A key that does not exist here (IPv6 disabled, a device gone) is nobody's drift.
         Want::Sysctl { key, value } => snap.sysctls.get(key).filter(|now| *now != value).map(|now| format!("is {now}")),
         Want::Elem(table, e) => (!snap.has_elem(*table, e)).then(|| "missing".into()),
@@ -435,6 +447,7 @@ fn extras(exp: &Expected, snap: &Snapshot, wants: &[Subjected], stale: &[StaleJo
             }
             Want::Route { dest, dev, metric } => routes.push((*dest, dev.as_str(), *metric)),
             Want::Proxy { dev, addr } => proxies.push((dev.as_str(), *addr)),
+            Want::GatewayProxy { dev, addr } => proxies.push((dev.as_str(), IpAddr::V6(*addr))),
             _ => {}
         }
     }
@@ -522,6 +535,7 @@ pub fn additions(drifts: &[Drift], snap: &Snapshot) -> Plan {
             Want::Address { dev, addr } => plan.push(Step::AddAddress { dev, addr }),
             Want::Route { dest, dev, metric } => plan.push(Step::AddRoute { dest, dev, metric }),
             Want::Proxy { dev, addr } => plan.push(Step::AddProxy { dev, addr }),
+            Want::GatewayProxy { dev, addr } => plan.push(Step::AddGatewayProxy { dev, addr }),
             Want::Sysctl { key, value } => {
                 let from = snap.sysctls.get(&key).cloned().unwrap_or_default();
                 plan.push(Step::Sysctl { key, from, to: value });
@@ -626,7 +640,10 @@ mod tests {
             antispoof: true,
             metric: 2,
             mtu: None,
+            // A journal from before `gateway`: the gateway's address on the vif.
             answered: vec!["192.0.2.1/32".parse().unwrap()],
+            gateway: vec![],
+            sysctls: vec![],
             proxy_dev: None,
             proxied: vec![],
             origin: Origin { ifindex: Some(index), backend: None },

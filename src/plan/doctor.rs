@@ -139,31 +139,40 @@ pub struct HostHealth {
     pub dummy: Option<DummyHealth>,
 }
 
-/// The sysctls the started modes and the online guests depend on: what start and online set.
-pub fn wanted_sysctls(route: Option<&super::route::HostRecord>, nat_started: bool, vifs: &[VifJournal]) -> Vec<String> {
-    let mut keys = Vec::new();
+/// The sysctls the started modes and the online guests depend on, and the values they need:
+/// what start and online set, and, for a routed guest's IPv4 gateway (answered by ARP for a
+/// local address, with no address on the vif), arp_ignore 0 (the kernel takes the higher
+/// of `all` and the vif's).
+pub fn wanted_sysctls(route: Option<&super::route::HostRecord>, nat_started: bool, vifs: &[VifJournal]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let one = |k: String| (k, "1".to_string());
     if route.is_some() || nat_started {
-        keys.push("net/ipv4/ip_forward".to_string());
+        keys.push(one("net/ipv4/ip_forward".to_string()));
     }
     if let Some(rec) = route {
-        keys.push("net/ipv6/conf/all/forwarding".to_string());
+        keys.push(one("net/ipv6/conf/all/forwarding".to_string()));
         if let (true, Some(up)) = (rec.mode.uplink_proxy, &rec.uplink) {
-            keys.push(format!("net/ipv6/conf/{up}/proxy_ndp"));
+            keys.push(one(format!("net/ipv6/conf/{up}/proxy_ndp")));
         }
     }
     for v in vifs {
         match v {
-            VifJournal::Nat(r) => keys.push(format!("net/ipv4/conf/{}/proxy_arp", r.name)),
+            VifJournal::Nat(r) => keys.push(one(format!("net/ipv4/conf/{}/proxy_arp", r.name))),
             VifJournal::Route(r) => {
                 if let (Some(dev), true) = (&r.proxy_dev, r.proxied.iter().any(|a| a.is_ipv6())) {
-                    keys.push(format!("net/ipv6/conf/{dev}/proxy_ndp"));
+                    keys.push(one(format!("net/ipv6/conf/{dev}/proxy_ndp")));
+                }
+                keys.extend(r.sysctls.iter().map(|c| (c.key.clone(), c.new.clone())));
+                if r.gateway.iter().any(|g| g.is_ipv4()) {
+                    keys.push(("net/ipv4/conf/all/arp_ignore".into(), "0".into()));
+                    keys.push((format!("net/ipv4/conf/{}/arp_ignore", r.name), "0".into()));
                 }
             }
             VifJournal::Bridge(_) => {}
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    keys.retain(|k| seen.insert(k.clone()));
+    keys.retain(|(k, _)| seen.insert(k.clone()));
     keys
 }
 

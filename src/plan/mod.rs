@@ -182,6 +182,9 @@ pub enum Step {
     /// A proxy ARP / proxy NDP entry: the host answers for `addr` on `dev`.
     AddProxy { dev: IfName, addr: IpAddr },
     DelProxy { dev: IfName, addr: IpAddr },
+    /// A proxy NDP entry marked router: the host answers on `dev` for its own address `addr`,
+    /// the guest's IPv6 gateway (route mode). Removed by `DelProxy`.
+    AddGatewayProxy { dev: IfName, addr: std::net::Ipv6Addr },
     /// A gratuitous ARP or unsolicited neighbour advertisement on `dev` for each address,
     /// with `dev`'s MAC: upstream learns at once where a restored or migrated guest is.
     Announce { dev: IfName, addrs: Vec<IpAddr> },
@@ -257,6 +260,7 @@ impl fmt::Display for Step {
             }
             Step::AddProxy { dev, addr } => write!(f, "ip neigh add proxy {addr} dev {dev} proto {ROUTE_PROTOCOL}"),
             Step::DelProxy { dev, addr } => write!(f, "ip neigh del proxy {addr} dev {dev} (if present)"),
+            Step::AddGatewayProxy { dev, addr } => write!(f, "ip -6 neigh add proxy {addr} dev {dev} router proto {ROUTE_PROTOCOL}"),
             Step::Announce { dev, addrs } => {
                 let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 write!(f, "announce {} at {dev}'s MAC on {dev} (gratuitous ARP / unsolicited NA)", addrs.join(" "))

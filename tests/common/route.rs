@@ -228,11 +228,19 @@ pub fn guests_route_both_ways_and_teardown_restores_everything(kind: &str, uplin
             assert_eq!(seen.as_deref(), Some(up0.as_str()), "{addr} announced at dom0's uplink");
         }
         let proxies = lab.dom0.ok(&["ip", "-4", "neigh", "show", "proxy"]) + &lab.dom0.ok(&["ip", "-6", "neigh", "show", "proxy"]);
-        assert_eq!(proxies.lines().count(), 4, "one proxy entry per guest address, on up0: {proxies}");
-        assert!(proxies.lines().all(|l| l.contains("dev up0") && l.contains("proxy")), "{proxies}");
+        let (uplink, vifs): (Vec<&str>, Vec<&str>) = proxies.lines().partition(|l| l.contains("dev up0"));
+        assert_eq!(uplink.len(), 4, "one proxy entry per guest address, on up0: {proxies}");
+        // And the IPv6 gateway on each vif, answered as a router (no address on the vif).
+        assert_eq!(vifs.len(), 2, "{proxies}");
+        assert!(vifs.iter().all(|l| l.starts_with("2001:db8:42::1 dev vif") && l.contains("router")), "{proxies}");
     }
     for i in 1..=2 {
         let g = lab.guest(i);
+        // The gateway answers on the vif with no address there (ARP for a local address,
+        // a proxy NDP entry): the vif holds its link-local address only.
+        assert!(g.pings("203.0.113.193") && g.pings("2001:db8:42::1"), "guest {i} reaches its gateway");
+        let held = lab.dom0.ok(&["ip", "-br", "addr", "show", "dev", &format!("vif{i}.0")]);
+        assert!(!held.contains("203.0.113.") && !held.contains("2001:db8:"), "vif{i}.0 holds no gateway address: {held}");
         assert!(g.pings(INET_IP), "guest {i} reaches the internet host (IPv4)");
         assert!(g.pings(INET_IP6), "guest {i} reaches the internet host (IPv6)");
         assert!(lab.inet.pings(&guest_ip(i)), "the internet host reaches guest {i} (IPv4)");
