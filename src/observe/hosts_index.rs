@@ -43,7 +43,7 @@ impl HostsIndex {
     pub fn open(state_dir: &Path, hosts: &Path, prefix: &Ipv4Network) -> io::Result<HostsIndex> {
         let dir = dir(state_dir);
         let (stamp, length) = stamp(hosts, prefix)?;
-        let index = HostsIndex { dir, path: hosts.to_path_buf(), machines: crate::plan::nat::machines(prefix), length };
+        let index = HostsIndex { dir, path: hosts.to_path_buf(), machines: crate::plan::hosts::machines(prefix), length };
         if read(&index.dir, "stamp").as_deref() != Some(stamp.as_str()) {
             index.rebuild(prefix, &stamp)?;
         }

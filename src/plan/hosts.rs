@@ -9,8 +9,19 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::Ipv4Network;
 
-use super::nat::{machines, slot};
 use super::PlanError;
+
+/// How many machines the prefix numbers: 256 addresses each, 65,536 at most (two bytes).
+pub fn machines(prefix: &Ipv4Network) -> u32 {
+    1u32 << (24 - u32::from(prefix.prefix())).min(16)
+}
+
+/// Machine number and interface of an address of the prefix's guests, if it is one.
+pub fn slot(prefix: &Ipv4Network, addr: Ipv4Addr) -> Option<(u32, u8)> {
+    let offset = u32::from(addr).checked_sub(u32::from(prefix.network()))?;
+    let (machine, iface) = (offset >> 8, (offset & 0xff) as u8);
+    (prefix.contains(addr) && machine < machines(prefix) && (1..128).contains(&iface)).then_some((machine, iface))
+}
 
 /// One line of a hosts file: an address and its names (comments and blank lines skipped).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
+pub use super::hosts::{machines, slot};
 use super::hosts::{hosts_edit, hosts_with, machine_for, machine_of_address, replace_lines, HostsEdit, HostsLine, HostsView, LineFacts};
 use super::nft::{again, Elem, ElemChange, Table};
 use super::route::{host_prefix, sysctls_back, SysctlChange};
@@ -30,10 +31,6 @@ pub struct NatMode {
     pub antispoof: bool,
 }
 
-/// How many machines the prefix numbers: 256 addresses each, 65,536 at most (two bytes).
-pub fn machines(prefix: &Ipv4Network) -> u32 {
-    1u32 << (24 - u32::from(prefix.prefix())).min(16)
-}
 
 /// The guest's address: the prefix, plus the machine number in the two bytes above the
 /// last, plus the interface (devid + 1) in the last.
@@ -46,12 +43,6 @@ pub fn host_side(guest: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(guest) | 128)
 }
 
-/// Machine number and interface of an address of the prefix's guests, if it is one.
-pub fn slot(prefix: &Ipv4Network, addr: Ipv4Addr) -> Option<(u32, u8)> {
-    let offset = u32::from(addr).checked_sub(u32::from(prefix.network()))?;
-    let (machine, iface) = (offset >> 8, (offset & 0xff) as u8);
-    (prefix.contains(addr) && machine < machines(prefix) && (1..128).contains(&iface)).then_some((machine, iface))
-}
 
 /// A guest interface's DNS name: the domain's name for the first, `name-y` for the others.
 pub fn hostname(name: &str, iface: u8) -> String {
