@@ -11,7 +11,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use serde::{Deserialize, Serialize};
 
 pub use super::hosts::{machines, slot};
-use super::hosts::{hosts_edit, hosts_with, machine_for, machine_of_address, replace_lines, HostsEdit, HostsLine, HostsView, LineFacts};
+use super::hosts::{hosts_edit, hosts_with, machine_for, machine_of_address, replace_lines, HostsEdit, HostsView};
 use super::nft::{again, Elem, ElemChange, Table};
 use super::route::{host_prefix, sysctls_back, SysctlChange};
 use super::{device_steps, Facts, Plan, PlanError, Step};
@@ -373,11 +373,9 @@ fn file_step(plan: &mut Plan, path: &Path, old: &str, new: String) -> bool {
 /// (each call's case: its size does not matter), or, when another line has the address or
 /// the first name, the file written again. Whether there is one.
 fn hosts_step(plan: &mut Plan, mode: &NatMode, hosts: &dyn HostsView, ip: Ipv4Addr, names: &[String]) -> Result<bool, PlanError> {
-    let line = HostsLine { ip: IpAddr::V4(ip), names: names.to_vec() };
     match hosts_edit(hosts, ip, names) {
         HostsEdit::Keep => return Ok(false),
         HostsEdit::Append => {
-            debug_assert!(LineFacts::of(&mode.prefix, &line).is_some());
             let line = format!("{ip} {}", names.join(" "));
             plan.push(Step::AppendHostsLine { path: mode.hosts.clone(), at: hosts.length().0, prefix: mode.prefix, line });
         }
