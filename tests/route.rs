@@ -85,6 +85,12 @@ fn verbs_are_idempotent_and_bad_input_changes_nothing() {
         assert_eq!(lab.snapshot(), before, "{args:?} changed the host");
     }
     assert!(!lab.dirs.state.join("route.json").exists());
+    // Not started is an answer, not a failure.
+    let status = lab.vifnet(&["network", "route", "status"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stdout).starts_with("route mode: stopped\n"));
+    let json = String::from_utf8_lossy(&lab.vifnet(&["network", "route", "status", "--json"]).stdout).into_owned();
+    assert!(json.contains(r#""state": "stopped""#), "{json}");
 
     lab.ok(&["network", "route", "start"]);
     lab.ok(&["network", "route", "start"]);
@@ -95,7 +101,10 @@ fn verbs_are_idempotent_and_bad_input_changes_nothing() {
     assert_eq!((lab.snapshot(), lab.our_routes()), once, "online twice is online once");
     assert!(lab.guest(1).pings(INET_IP));
     let status = String::from_utf8_lossy(&lab.vifnet(&["network", "route", "status"]).stdout).into_owned();
-    assert!(status.contains("uplink up0") && status.contains("routed vifs: vif1.0"), "{status}");
+    assert!(status.starts_with("route mode: started, uplink up0") && status.contains("guests online: vif1.0"), "{status}");
+    let json = String::from_utf8_lossy(&lab.vifnet(&["network", "route", "status", "--json"]).stdout).into_owned();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((json["state"].as_str(), json["uplink"].as_str(), json["guests"][0]["vif"].as_str()), (Some("started"), Some("up0"), Some("vif1.0")), "{json}");
     let refused = lab.vifnet(&["network", "route", "stop"]);
     assert_eq!(refused.status.code(), Some(1), "stop refuses while a guest is routed");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("vif1.0"));

@@ -6,6 +6,7 @@ mod doctor;
 mod gc;
 mod mend;
 mod network;
+mod network_status;
 mod reload;
 mod setup;
 mod status;

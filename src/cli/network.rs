@@ -21,19 +21,31 @@ pub struct NetworkArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// status: one JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: NetworkArgs) -> Result<()> {
     let (words, kvs) = kv::parse_args(args.words.clone())?;
     let inputs = Inputs { args: kvs, ..Default::default() };
     let command = words.first().map(String::as_str).unwrap_or("");
-    match args.mode.as_str() {
-        "bridge" => bridge(&args, &inputs, command),
-        "route" => route(&args, &inputs, command),
-        "nat" => nat(&args, &inputs, command),
-        other => bail!("mode {other:?}: not a mode (bridge, route, nat)"),
-    }
-    .context(format!("network {} {command}", args.mode))
+    let keys = match args.mode.as_str() {
+        "bridge" => inputs::NETWORK_BRIDGE_KEYS,
+        "route" => inputs::NETWORK_ROUTE_KEYS,
+        "nat" => inputs::NETWORK_NAT_KEYS,
+        other => return Err(anyhow::anyhow!("mode {other:?}: not a mode (bridge, route, nat)")).context(format!("network {other} {command}")),
+    };
+    inputs
+        .check_arg_keys(keys, &format!("network-{}", args.mode))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| match (args.mode.as_str(), command) {
+            (mode, "status") => super::network_status::run(mode, &inputs, args.json),
+            ("bridge", _) => bridge(&args, &inputs, command),
+            ("route", _) => route(&args, &inputs, command),
+            _ => nat(&args, &inputs, command),
+        })
+        .context(format!("network {} {command}", args.mode))
 }
 
 /// The lock, for the verbs that change the host (status and dry runs only read).
@@ -45,7 +57,6 @@ fn lock_to_change(args: &NetworkArgs, command: &str) -> Result<Option<state::Loc
 }
 
 fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_BRIDGE_KEYS, "network-bridge")?;
     let mode = inputs::bridge_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -106,15 +117,6 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 state::remove_takeover(mode.bridge.as_str())?;
                 Ok(())
             }
-            "status" => {
-                let Some(b) = bridge_msg else { bail!("bridge {}: no such bridge", mode.bridge) };
-                let ports = observe::ports_of(&handle, b.header.index).await?;
-                println!("bridge {} ports: {}", mode.bridge, if ports.is_empty() { "-".into() } else { ports.join(" ") });
-                if let Some(rec) = state::read_takeover(mode.bridge.as_str())? {
-                    println!("uplink {} taken over: {} addresses, {} routes moved", rec.netdev, rec.addrs.len(), rec.routes.len());
-                }
-                Ok(())
-            }
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }
     })
@@ -123,7 +125,6 @@ fn bridge(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
 /// Route mode's host-wide part: forwarding, the gateway link, the `inet vifnet` table.
 /// `start` journals what it does before doing it, so that `stop` undoes exactly that.
 fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_ROUTE_KEYS, "network-route")?;
     let mode = inputs::route_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -153,17 +154,6 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 let facts = HostFacts { sysctls: observe::sysctls_now(&record.sysctls), ..Default::default() };
                 stop_host(&handle, args, "route", &plan_route::host_down(&record, &facts)).await
             }
-            "status" => {
-                let Some(record) = started else { bail!("route mode: not started") };
-                let uplink = record.uplink.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "-".into());
-                println!("route mode: uplink {uplink}, forwarding on{}", gateway_note(&record));
-                for c in &record.sysctls {
-                    println!("  sysctl {} = {} (was {})", c.key, c.new, c.old);
-                }
-                let routed: Vec<String> = state::all_vifs()?.iter().filter_map(|j| j.route().map(|r| r.name.to_string())).collect();
-                println!("routed vifs: {}", if routed.is_empty() { "-".into() } else { routed.join(" ") });
-                Ok(())
-            }
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }
     })
@@ -171,7 +161,6 @@ fn route(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
 
 /// Nat mode's host-wide part: forwarding, the masquerade element, our dnsmasq.
 fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
-    inputs.check_arg_keys(inputs::NETWORK_NAT_KEYS, "network-nat")?;
     let mode = inputs::nat_mode(inputs)?;
     let rt = crate::cli::runtime()?;
     let _lock = lock_to_change(args, command)?;
@@ -201,18 +190,6 @@ fn nat(args: &NetworkArgs, inputs: &Inputs, command: &str) -> Result<()> {
                 let Some(record) = started else { return Ok(()) };
                 refuse_while_online("nat")?;
                 stop_host(&handle, args, "nat", &plan_nat::host_down(&record, &observe::sysctls_now(&record.sysctls))).await
-            }
-            "status" => {
-                let Some(record) = started else { bail!("nat mode: not started") };
-                let dnsmasq = match &record.dnsmasq {
-                    Some(d) => format!("ours ({})", d.pidfile.display()),
-                    None => format!("the system's ({})", record.mode.dnsmasq_pidfile.display()),
-                };
-                println!("nat mode: {} masqueraded out of {}, domain {}, dnsmasq {dnsmasq}", record.mode.prefix, record.uplink, record.mode.domain);
-                let online: Vec<String> =
-                    state::all_vifs()?.iter().filter_map(|j| j.nat().map(|r| format!("{} {} {}", r.name, r.hostname, r.guest))).collect();
-                println!("guests online: {}", if online.is_empty() { "-".into() } else { online.join(", ") });
-                Ok(())
             }
             other => bail!("command {other:?}: not a network command (start, stop, status)"),
         }

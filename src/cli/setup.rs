@@ -166,12 +166,13 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
     print_lab(lab);
     simulate::build(lab)?;
     d.vifnet(lab, &lab.network_call("start"), &[])?;
-    print!("{}", d.vifnet(lab, &lab.network_call("status"), &[])?);
     for g in &lab.guests {
         for v in &g.vifs {
             d.vifnet(lab, &lab.vif_call(v, "online"), &[("vif", v.kernel_name())])?;
         }
     }
+    // With its guests up, as an administrator would look.
+    print!("{}", d.vifnet(lab, &lab.network_call("status"), &[])?);
     print!("{}", d.vifnet(lab, &["status".into()], &[])?);
     // Guests without a static address ask for one, now that their vifs are online.
     let leases = if lab.dhcp_vifs().next().is_some() { simulate::leases(lab, &d.state)? } else { HashMap::new() };
