@@ -7,7 +7,9 @@ SBINDIR   ?= $(PREFIX)/sbin
 LIBEXEC   ?= $(PREFIX)/lib/vifnet
 MANDIR    ?= $(PREFIX)/share/man
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
-XEN_SCRIPTS ?= /etc/xen/scripts
+SYSCONFDIR ?= /etc
+XEN_SCRIPTS ?= $(SYSCONFDIR)/xen/scripts
+MODES      = $(SYSCONFDIR)/vifnet/modes
 CARGO     ?= cargo
 # Release builds link statically: with no dynamic loader to run, vifnet starts about
 # 0.5 ms sooner, a sixth of a hotplug call. (With --target, RUSTFLAGS leaves build
@@ -21,7 +23,10 @@ MULTI     := network-bridge vif-bridge network-route vif-route network-nat vif-n
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
 VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
 # Names route protocol 118 (our routes), so that `ip route` shows `proto vifnet`.
-RT_PROTOS := /etc/iproute2/rt_protos.d/vifnet.conf
+RT_PROTOS  = $(SYSCONFDIR)/iproute2/rt_protos.d/vifnet.conf
+MODE_FILES := bridge.toml route.toml nat.toml
+UNITS      := vifnet@.service vifnet-reload.service
+INSTALL_DIRS = $(SBINDIR) $(LIBEXEC) $(MANDIR)/man8 $(MANDIR)/man5 $(MODES) $(UNITDIR) $(dir $(RT_PROTOS))
 
 .PHONY: all build deps demo test test-quick test-unit lanes fuzz bench bench-deps install install-xen-scripts uninstall clean
 
@@ -87,37 +92,44 @@ bench-deps:
 	@command -v gnuplot >/dev/null || { echo "installing: gnuplot-nox"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null; }
 
+# Every path is under $(DESTDIR), for a staged install (the .deb is built that way).
+# The directories it creates are listed in $(LIBEXEC)/created-dirs, for uninstall.
 install: build
+	new=$$(for d in $(INSTALL_DIRS); do p=$(DESTDIR)$$d; while [ -n "$$p" ] && [ ! -d "$$p" ]; do echo "$$p"; p=$${p%/*}; done; done); \
+	  install -d $(DESTDIR)$(LIBEXEC) && printf '%s\n' $$new | sed '/^$$/d' | sort -u - $$(ls $(DESTDIR)$(LIBEXEC)/created-dirs 2>/dev/null) > $(DESTDIR)$(LIBEXEC)/.created-dirs && \
+	  mv $(DESTDIR)$(LIBEXEC)/.created-dirs $(DESTDIR)$(LIBEXEC)/created-dirs
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/vifnet
-	install -d $(DESTDIR)$(LIBEXEC)
-	for n in $(MULTI); do ln -sf $(SBINDIR)/vifnet $(DESTDIR)$(LIBEXEC)/$$n; done
+	for n in $(MULTI) $(VIF_SCRIPTS); do ln -sf $(SBINDIR)/vifnet $(DESTDIR)$(LIBEXEC)/$$n; done
 	install -D -m 0644 man/vifnet.8 $(DESTDIR)$(MANDIR)/man8/vifnet.8
 	install -D -m 0644 man/vifnet-modes.5 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
-	install -d $(DESTDIR)/etc/vifnet/modes
+	install -d $(DESTDIR)$(MODES)
+	for m in $(MODE_FILES); do [ -e $(DESTDIR)$(MODES)/$$m ] || install -m 0644 modes/$$m $(DESTDIR)$(MODES)/$$m; done
 	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|@SBINDIR@|$(SBINDIR)|' systemd/vifnet-reload.service > $(DESTDIR)$(UNITDIR)/vifnet-reload.service
-	install -d $(DESTDIR)$(dir $(RT_PROTOS))
+	for u in $(UNITS); do sed 's|@SBINDIR@|$(SBINDIR)|' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u; done
+	install -D -m 0644 /dev/null $(DESTDIR)$(RT_PROTOS)
 	echo '118 vifnet' > $(DESTDIR)$(RT_PROTOS)
 
-# Points Xen's own script names at vifnet, keeping the originals as <name>.xen, and adds
-# vifnet-bridge and vifnet-route beside them (for `script=vifnet-route` or xl.conf's
-# vif.default.script).
+# Points Xen's own script names in $(DESTDIR)$(XEN_SCRIPTS) at vifnet (Xen's kept aside by
+# dpkg-divert, or as <name>.xen), and adds vifnet-bridge, vifnet-route and vifnet-nat
+# beside them (`script=vifnet-route`, or xl.conf's vif.default.script).
 install-xen-scripts: install
-	for n in $(VIF_SCRIPTS); do ln -sf $(SBINDIR)/vifnet $(XEN_SCRIPTS)/$$n; done
-	for n in $(MULTI); do \
-	  if [ -e $(XEN_SCRIPTS)/$$n ] && [ ! -L $(XEN_SCRIPTS)/$$n ]; then mv $(XEN_SCRIPTS)/$$n $(XEN_SCRIPTS)/$$n.xen; fi; \
-	  ln -sf $(SBINDIR)/vifnet $(XEN_SCRIPTS)/$$n; \
-	done
+	@[ -d $(DESTDIR)$(XEN_SCRIPTS) ] || { echo "vifnet: $(DESTDIR)$(XEN_SCRIPTS) does not exist: is Xen installed? (XEN_SCRIPTS=... names another)"; exit 1; }
+	$(DESTDIR)$(SBINDIR)/vifnet install-xen-scripts --dir $(DESTDIR)$(XEN_SCRIPTS) --target $(SBINDIR)/vifnet \
+	  $(if $(DESTDIR),--no-divert)
 
+# Removes exactly what install and install-xen-scripts made (mode files only while they
+# are as shipped), the directories they created once empty, and gives Xen's scripts back.
 uninstall:
-	for n in $(VIF_SCRIPTS); do if [ -L $(XEN_SCRIPTS)/$$n ]; then rm -f $(XEN_SCRIPTS)/$$n; fi; done
-	for n in $(MULTI); do \
-	  rm -f $(DESTDIR)$(LIBEXEC)/$$n; \
-	  if [ -L $(XEN_SCRIPTS)/$$n ]; then rm -f $(XEN_SCRIPTS)/$$n; fi; \
-	  if [ -e $(XEN_SCRIPTS)/$$n.xen ]; then mv $(XEN_SCRIPTS)/$$n.xen $(XEN_SCRIPTS)/$$n; fi; \
-	done
-	rm -f $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(MANDIR)/man8/vifnet.8 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
-	rm -f $(DESTDIR)$(RT_PROTOS) $(DESTDIR)$(UNITDIR)/vifnet-reload.service
+	if [ -x $(DESTDIR)$(SBINDIR)/vifnet ] && [ -d $(DESTDIR)$(XEN_SCRIPTS) ]; then \
+	  $(DESTDIR)$(SBINDIR)/vifnet uninstall-xen-scripts --dir $(DESTDIR)$(XEN_SCRIPTS) $(if $(DESTDIR),--no-divert); fi
+	for n in $(MULTI) $(VIF_SCRIPTS); do rm -f $(DESTDIR)$(LIBEXEC)/$$n; done
+	for m in $(MODE_FILES); do if cmp -s modes/$$m $(DESTDIR)$(MODES)/$$m; then rm -f $(DESTDIR)$(MODES)/$$m; fi; done
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(MANDIR)/man8/vifnet.8 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5 $(DESTDIR)$(RT_PROTOS)
+	rmdir $(DESTDIR)$(MODES) $(DESTDIR)$(SYSCONFDIR)/vifnet 2>/dev/null || true
+	if [ -f $(DESTDIR)$(LIBEXEC)/created-dirs ]; then dirs=$$(sort -r $(DESTDIR)$(LIBEXEC)/created-dirs); \
+	  rm -f $(DESTDIR)$(LIBEXEC)/created-dirs; for d in $$dirs; do rmdir "$$d" 2>/dev/null || true; done; fi
+	rmdir $(DESTDIR)$(LIBEXEC) 2>/dev/null || true
 
 clean:
 	$(CARGO) clean

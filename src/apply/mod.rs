@@ -14,6 +14,7 @@ mod routing;
 pub mod simulate;
 mod sysctl;
 mod uplink;
+pub mod xen_scripts;
 
 use rtnetlink::Handle;
 

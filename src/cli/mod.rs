@@ -12,6 +12,7 @@ mod setup;
 mod status;
 mod undo;
 pub mod vif;
+mod xen_scripts;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,12 @@ enum Command {
     /// Inspect the host (read only): one line per thing that will break guests, with the
     /// exact command or config line that fixes it; exit 2 when there is one.
     Doctor(doctor::DoctorArgs),
+    /// Point Xen's own script names (vif-bridge, network-route, ...) at vifnet, keeping
+    /// Xen's files aside with dpkg-divert (or as <name>.xen), and add vifnet-bridge,
+    /// vifnet-route and vifnet-nat beside them.
+    InstallXenScripts(xen_scripts::XenScriptsArgs),
+    /// Give Xen's scripts back: remove vifnet's links and the diversions.
+    UninstallXenScripts(xen_scripts::XenScriptsArgs),
 }
 
 /// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's
@@ -81,6 +88,8 @@ pub fn main() -> i32 {
         Command::Gc(a) => gc::run(a).map(|()| 0),
         Command::Doctor(a) => doctor::run(a),
         Command::Setup(a) => setup::run(a).map(|()| 0),
+        Command::InstallXenScripts(a) => xen_scripts::install(a).map(|()| 0),
+        Command::UninstallXenScripts(a) => xen_scripts::uninstall(a).map(|()| 0),
     };
     // Our exit must not wait for nf_tables to free what this call deleted.
     crate::apply::nft_netlink::release_socket();

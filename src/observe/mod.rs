@@ -22,6 +22,7 @@ use crate::plan::takeover::UplinkFacts;
 use crate::plan::{Facts, LinkFacts};
 
 pub mod snapshot;
+pub mod xen_scripts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {

@@ -10,6 +10,7 @@ pub mod nft;
 pub mod route;
 pub mod simulate;
 pub mod takeover;
+pub mod xen_scripts;
 
 use std::collections::BTreeMap;
 use std::fmt;
