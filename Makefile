@@ -28,7 +28,7 @@ MODE_FILES := bridge.toml route.toml nat.toml
 UNITS      := vifnet@.service vifnet-reload.service
 INSTALL_DIRS = $(SBINDIR) $(LIBEXEC) $(MANDIR)/man8 $(MANDIR)/man5 $(MODES) $(UNITDIR) $(dir $(RT_PROTOS))
 
-.PHONY: all build deps demo test test-quick test-unit lanes fuzz bench bench-deps install install-xen-scripts uninstall clean
+.PHONY: all build deps demo test test-quick test-unit test-package lanes fuzz bench bench-deps deb install install-xen-scripts uninstall clean
 
 all: build
 
@@ -60,11 +60,18 @@ demo: deps build
 
 # Everything: unit tests, the namespace tests on this kernel (as root), then the VM lanes:
 # Debian 12's kernel, and a real Xen 4.17 toolstack with PV guests (tests/lanes/).
-test: test-quick lanes
+test: test-quick test-package lanes
 
 # Unit and namespace tests on this machine's kernel: the fast loop while working.
 test-quick: deps
 	$(CARGO) test --locked
+
+# The .deb: its contents, lintian (installed if missing), and install, a guest, remove and
+# purge under the real dpkg in a root of the test's own (tests/package.rs).
+test-package: deb
+	@command -v lintian >/dev/null || { echo "installing: lintian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null; }
+	VIFNET_DEB=$(CURDIR)/$(DEB) $(CARGO) test --locked --test package
 
 # Unit tests only: no root, no namespaces.
 test-unit:
@@ -99,7 +106,7 @@ install: build
 	  install -d $(DESTDIR)$(LIBEXEC) && printf '%s\n' $$new | sed '/^$$/d' | sort -u - $$(ls $(DESTDIR)$(LIBEXEC)/created-dirs 2>/dev/null) > $(DESTDIR)$(LIBEXEC)/.created-dirs && \
 	  mv $(DESTDIR)$(LIBEXEC)/.created-dirs $(DESTDIR)$(LIBEXEC)/created-dirs
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/vifnet
-	for n in $(MULTI) $(VIF_SCRIPTS); do ln -sf $(SBINDIR)/vifnet $(DESTDIR)$(LIBEXEC)/$$n; done
+	for n in $(MULTI) $(VIF_SCRIPTS); do ln -sfr $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(LIBEXEC)/$$n; done
 	install -D -m 0644 man/vifnet.8 $(DESTDIR)$(MANDIR)/man8/vifnet.8
 	install -D -m 0644 man/vifnet-modes.5 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5
 	install -d $(DESTDIR)$(MODES)
@@ -114,14 +121,14 @@ install: build
 # beside them (`script=vifnet-route`, or xl.conf's vif.default.script).
 install-xen-scripts: install
 	@[ -d $(DESTDIR)$(XEN_SCRIPTS) ] || { echo "vifnet: $(DESTDIR)$(XEN_SCRIPTS) does not exist: is Xen installed? (XEN_SCRIPTS=... names another)"; exit 1; }
-	$(DESTDIR)$(SBINDIR)/vifnet install-xen-scripts --dir $(DESTDIR)$(XEN_SCRIPTS) --target $(SBINDIR)/vifnet \
+	$(DESTDIR)$(SBINDIR)/vifnet install-xen-scripts --root $(DESTDIR)/ --dir $(XEN_SCRIPTS) --target $(SBINDIR)/vifnet \
 	  $(if $(DESTDIR),--no-divert)
 
 # Removes exactly what install and install-xen-scripts made (mode files only while they
 # are as shipped), the directories they created once empty, and gives Xen's scripts back.
 uninstall:
 	if [ -x $(DESTDIR)$(SBINDIR)/vifnet ] && [ -d $(DESTDIR)$(XEN_SCRIPTS) ]; then \
-	  $(DESTDIR)$(SBINDIR)/vifnet uninstall-xen-scripts --dir $(DESTDIR)$(XEN_SCRIPTS) $(if $(DESTDIR),--no-divert); fi
+	  $(DESTDIR)$(SBINDIR)/vifnet uninstall-xen-scripts --root $(DESTDIR)/ --dir $(XEN_SCRIPTS) $(if $(DESTDIR),--no-divert); fi
 	for n in $(MULTI) $(VIF_SCRIPTS); do rm -f $(DESTDIR)$(LIBEXEC)/$$n; done
 	for m in $(MODE_FILES); do if cmp -s modes/$$m $(DESTDIR)$(MODES)/$$m; then rm -f $(DESTDIR)$(MODES)/$$m; fi; done
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
@@ -130,6 +137,34 @@ uninstall:
 	if [ -f $(DESTDIR)$(LIBEXEC)/created-dirs ]; then dirs=$$(sort -r $(DESTDIR)$(LIBEXEC)/created-dirs); \
 	  rm -f $(DESTDIR)$(LIBEXEC)/created-dirs; for d in $$dirs; do rmdir "$$d" 2>/dev/null || true; done; fi
 	rmdir $(DESTDIR)$(LIBEXEC) 2>/dev/null || true
+
+# The Debian package, with dpkg-deb alone: `make install` staged under /usr, the units in
+# /lib/systemd/system (bookworm), man pages compressed, examples and README under
+# /usr/share/doc/vifnet, the mode files and rt_protos.d as conffiles.
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+DEB       := target/vifnet_$(VERSION)_amd64.deb
+DEB_ROOT  := target/deb-root
+DOC       := $(DEB_ROOT)/usr/share/doc/vifnet
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+deb: build
+	rm -rf $(DEB_ROOT) $(DEB)
+	$(MAKE) -s -o build install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr UNITDIR=/lib/systemd/system
+	rm $(DEB_ROOT)/usr/lib/vifnet/created-dirs
+	objcopy --remove-section=.comment $(DEB_ROOT)/usr/sbin/vifnet
+	gzip -9n $(DEB_ROOT)/usr/share/man/man8/vifnet.8 $(DEB_ROOT)/usr/share/man/man5/vifnet-modes.5
+	install -d $(DOC)
+	cp -r examples $(DOC)/examples
+	install -m 0644 pkg/debian/copyright README.md $(DOC)/
+	sed -e 's/@VERSION@/$(VERSION)/' -e "s/@DATE@/$$(date -R -u -d @$(SOURCE_DATE_EPOCH))/" pkg/debian/changelog | gzip -9n > $(DOC)/changelog.gz
+	install -d $(DEB_ROOT)/DEBIAN
+	install -m 0755 pkg/debian/postinst pkg/debian/prerm pkg/debian/postrm $(DEB_ROOT)/DEBIAN/
+	cd $(DEB_ROOT) && find etc -type f | sed 's|^|/|' | sort > DEBIAN/conffiles
+	cd $(DEB_ROOT) && find usr lib -type f | sort | xargs md5sum > DEBIAN/md5sums
+	sed -e 's/@VERSION@/$(VERSION)/' -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)/" pkg/debian/control.in > $(DEB_ROOT)/DEBIAN/control
+	find $(DEB_ROOT) -type d -exec chmod 0755 {} + && find $(DEB_ROOT) -type f ! -perm -u+x -exec chmod 0644 {} +
+	find $(DEB_ROOT) -newermt @$(SOURCE_DATE_EPOCH) -exec touch -h -d @$(SOURCE_DATE_EPOCH) {} +
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DEB)
+	@echo "built $(DEB)"
 
 clean:
 	$(CARGO) clean

@@ -111,7 +111,7 @@ fn make_install_puts_every_file_under_destdir_and_uninstall_leaves_nothing() {
     ] {
         assert!(installed.contains_key(f), "{f} not installed: {installed:#?}");
     }
-    assert_eq!(installed["usr/lib/vifnet/vif-route"], "-> /usr/sbin/vifnet");
+    assert_eq!(installed["usr/lib/vifnet/vif-route"], "-> ../../sbin/vifnet");
     assert!(installed["usr/lib/systemd/system/vifnet@.service"].contains("ExecStart=/usr/sbin/vifnet network %i start"));
     make_ok(&["install", &d, "PREFIX=/usr"]);
     assert_eq!(tree(&destdir), installed, "a second install changes nothing");
@@ -164,20 +164,20 @@ fn xen_scripts_are_diverted_with_dpkg_and_given_back() {
         return;
     }
     let s = Scratch::new("divert");
-    let (scripts, admin) = (s.0.join("scripts"), s.0.join("dpkg"));
+    // A root of the test's own, with a dpkg database in it, as dpkg --root makes one.
+    let (scripts, admin) = (s.0.join("etc/xen/scripts"), s.0.join("var/lib/dpkg"));
     xen_scripts(&scripts);
     std::fs::create_dir_all(&admin).unwrap();
     let before = tree(&scripts);
-    let args = |verb: &'static str| [verb, "--dir", scripts.to_str().unwrap(), "--dpkg-admindir", admin.to_str().unwrap(), "--target", "/usr/sbin/vifnet"];
-    let diversions = || String::from_utf8_lossy(&Command::new("dpkg-divert").arg("--admindir").arg(&admin).arg("--list").output().unwrap().stdout).into_owned();
+    let args = |verb: &'static str| [verb, "--root", s.0.to_str().unwrap(), "--target", "/usr/sbin/vifnet"];
+    let diversions = || String::from_utf8_lossy(&Command::new("dpkg-divert").arg("--root").arg(&s.0).arg("--list").output().unwrap().stdout).into_owned();
 
     let out = vifnet(&args("install-xen-scripts"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list = diversions();
     for n in XEN_NAMES {
-        let p = scripts.join(n);
-        assert!(list.contains(&format!("diversion of {} to {}.xen by vifnet", p.display(), p.display())), "{n}: {list}");
-        assert_eq!(std::fs::read_link(&p).unwrap(), Path::new("/usr/sbin/vifnet"));
+        assert!(list.contains(&format!("diversion of /etc/xen/scripts/{n} to /etc/xen/scripts/{n}.xen by vifnet")), "{n}: {list}");
+        assert_eq!(std::fs::read_link(scripts.join(n)).unwrap(), Path::new("/usr/sbin/vifnet"));
     }
     let installed = tree(&scripts);
     let again = vifnet(&args("install-xen-scripts"));
@@ -196,7 +196,7 @@ fn xen_scripts_are_diverted_with_dpkg_and_given_back() {
 
     // No scripts directory: one line naming it, exit 1.
     let missing = s.0.join("nowhere");
-    let out = vifnet(&["install-xen-scripts", "--dir", missing.to_str().unwrap()]);
+    let out = vifnet(&["install-xen-scripts", "--root", "/", "--dir", missing.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!((out.status.code(), err.lines().count()), (Some(1), 1), "{err}");
     assert!(err.contains("nowhere: no such directory"), "{err}");

@@ -6,16 +6,17 @@ use std::process::Command;
 use super::ApplyError;
 use crate::plan::xen_scripts::{KeepAside, ScriptStep, KEPT_SUFFIX};
 
-/// Runs the steps in order; the first failure stops them (each step is safe to run again).
-pub fn run(dir: &Path, target: &Path, keep: &KeepAside, steps: &[ScriptStep]) -> Result<(), ApplyError> {
+/// Runs the steps in order in `dir` (`in_root`: the same directory as dpkg under its root
+/// sees it); the first failure stops them (each step is safe to run again).
+pub fn run(dir: &Path, in_root: &Path, target: &Path, keep: &KeepAside, steps: &[ScriptStep]) -> Result<(), ApplyError> {
     for step in steps {
         let failed = |message: String| ApplyError::Failed { what: step.to_string(), message };
         match step {
             ScriptStep::Divert(n) => {
-                let (name, kept) = (dir.join(n), dir.join(format!("{n}{KEPT_SUFFIX}")));
+                let (name, kept) = (in_root.join(n), in_root.join(format!("{n}{KEPT_SUFFIX}")));
                 dpkg_divert(keep, &["--rename".as_ref(), "--divert".as_ref(), kept.as_os_str(), "--add".as_ref(), name.as_os_str()]).map_err(failed)?
             }
-            ScriptStep::Undivert(n) => dpkg_divert(keep, &["--rename".as_ref(), "--remove".as_ref(), dir.join(n).as_os_str()]).map_err(failed)?,
+            ScriptStep::Undivert(n) => dpkg_divert(keep, &["--rename".as_ref(), "--remove".as_ref(), in_root.join(n).as_os_str()]).map_err(failed)?,
             ScriptStep::Rename { from, to } => std::fs::rename(dir.join(from), dir.join(to)).map_err(|e| failed(e.to_string()))?,
             ScriptStep::Link(n) => {
                 let path = dir.join(n);
@@ -30,8 +31,8 @@ pub fn run(dir: &Path, target: &Path, keep: &KeepAside, steps: &[ScriptStep]) ->
 
 fn dpkg_divert(keep: &KeepAside, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     let mut c = Command::new("dpkg-divert");
-    if let KeepAside::Dpkg { admindir: Some(a) } = keep {
-        c.arg("--admindir").arg(a);
+    if let KeepAside::Dpkg { root } = keep {
+        c.arg("--root").arg(root);
     }
     let out = c.arg("--package").arg("vifnet").args(args).output().map_err(|e| e.to_string())?;
     if out.status.success() {

@@ -6,12 +6,13 @@ use std::process::Command;
 
 use crate::plan::xen_scripts::{Found, KeepAside, NameFacts, KEPT_SUFFIX, OUR_NAMES, XEN_NAMES};
 
-/// Every name vifnet installs, as it stands in `dir`.
-pub fn names(dir: &Path, keep: &KeepAside) -> std::io::Result<Vec<NameFacts>> {
-    XEN_NAMES.iter().chain(OUR_NAMES.iter()).map(|&name| name_facts(dir, name, keep)).collect()
+/// Every name vifnet installs, as it stands in `dir` (a path on this host; `in_root`, the
+/// same directory as dpkg under its root sees it).
+pub fn names(dir: &Path, in_root: &Path, keep: &KeepAside) -> std::io::Result<Vec<NameFacts>> {
+    XEN_NAMES.iter().chain(OUR_NAMES.iter()).map(|&name| name_facts(dir, in_root, name, keep)).collect()
 }
 
-fn name_facts(dir: &Path, name: &'static str, keep: &KeepAside) -> std::io::Result<NameFacts> {
+fn name_facts(dir: &Path, in_root: &Path, name: &'static str, keep: &KeepAside) -> std::io::Result<NameFacts> {
     let path = dir.join(name);
     let at = match path.symlink_metadata() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Nothing,
@@ -22,18 +23,14 @@ fn name_facts(dir: &Path, name: &'static str, keep: &KeepAside) -> std::io::Resu
     };
     let kept = dir.join(format!("{name}{KEPT_SUFFIX}")).symlink_metadata().is_ok();
     let diverted = match keep {
-        KeepAside::Dpkg { admindir } => diverted_for_us(&path, admindir.as_deref())?,
+        KeepAside::Dpkg { root } => diverted_for_us(&in_root.join(name), root)?,
         KeepAside::Rename => false,
     };
     Ok(NameFacts { name, at, kept, diverted })
 }
 
-/// `dpkg-divert --listpackage <path>` names vifnet.
-fn diverted_for_us(path: &Path, admindir: Option<&Path>) -> std::io::Result<bool> {
-    let mut c = Command::new("dpkg-divert");
-    if let Some(a) = admindir {
-        c.arg("--admindir").arg(a);
-    }
-    let out = c.arg("--listpackage").arg(path).output()?;
+/// `dpkg-divert --root <root> --listpackage <path>` names vifnet.
+fn diverted_for_us(path: &Path, root: &Path) -> std::io::Result<bool> {
+    let out = Command::new("dpkg-divert").arg("--root").arg(root).arg("--listpackage").arg(path).output()?;
     Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "vifnet")
 }

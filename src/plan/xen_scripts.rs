@@ -16,8 +16,9 @@ pub const KEPT_SUFFIX: &str = ".xen";
 /// How Xen's files are kept aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepAside {
-    /// `dpkg-divert --package vifnet --rename` (with dpkg's database in `admindir`, if given).
-    Dpkg { admindir: Option<PathBuf> },
+    /// `dpkg-divert --package vifnet --rename`, with dpkg's files under `root` (`/`, or
+    /// `$DPKG_ROOT` when dpkg installs into another root).
+    Dpkg { root: PathBuf },
     /// A plain rename to `<name>.xen`.
     Rename,
 }
@@ -127,7 +128,7 @@ mod tests {
 
     #[test]
     fn install_keeps_xens_scripts_aside_and_a_second_install_does_nothing() {
-        let dpkg = KeepAside::Dpkg { admindir: None };
+        let dpkg = KeepAside::Dpkg { root: "/".into() };
         let steps = install(&facts(Found::Other, false, false), &dpkg).unwrap();
         assert_eq!(steps[..2], [ScriptStep::Divert("network-bridge"), ScriptStep::Link("network-bridge")]);
         assert_eq!(steps.len(), 6 * 2 + 3);
@@ -147,7 +148,7 @@ mod tests {
 
     #[test]
     fn uninstall_gives_xens_scripts_back_and_leaves_what_is_not_ours() {
-        let dpkg = KeepAside::Dpkg { admindir: None };
+        let dpkg = KeepAside::Dpkg { root: "/".into() };
         let installed: Vec<NameFacts> = facts(Found::OurLink, false, true).into_iter().map(|f| NameFacts { at: Found::OurLink, ..f }).collect();
         let steps = uninstall(&installed, &dpkg);
         assert_eq!(steps[..2], [ScriptStep::Unlink("network-bridge"), ScriptStep::Undivert("network-bridge")]);
