@@ -29,8 +29,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Host-wide setup of a mode, as xend's network-script: start, stop or status.
+    #[command(after_help = crate::config::keydoc::network_help())]
     Network(network::NetworkArgs),
     /// Per-interface hotplug, as libxl's vif script: online, offline (vif), add, remove (tap).
+    #[command(after_help = crate::config::keydoc::vif_help())]
     Vif(vif::VifArgs),
     /// Every vif vifnet manages, with mode, bridge, MAC, addresses and antispoofing.
     Status(status::StatusArgs),
@@ -54,6 +56,12 @@ enum Command {
     InstallXenScripts(xen_scripts::XenScriptsArgs),
     /// Give Xen's scripts back: remove vifnet's links and the diversions.
     UninstallXenScripts(xen_scripts::XenScriptsArgs),
+}
+
+/// The whole command line, for the man page's generator (tests/man.rs).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
 }
 
 /// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's

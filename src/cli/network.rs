@@ -13,9 +13,7 @@ use crate::{apply, log, observe, state};
 pub struct NetworkArgs {
     /// The mode: bridge, route or nat.
     mode: String,
-    /// start, stop or status, and key=value settings (bridge: bridge, netdev, takeover,
-    /// antispoof, create_bridge; route: netdev, gateway, gateway_link, gateway_kind,
-    /// uplink_proxy, antispoof).
+    /// start, stop or status, and key=value settings (below).
     #[arg(required = true)]
     words: Vec<String>,
     /// Print the plan and change nothing.

@@ -5,6 +5,7 @@ mod cursor;
 pub mod domain;
 pub mod error;
 pub mod inputs;
+pub mod keydoc;
 pub mod kv;
 pub mod modefile;
 pub mod sxp;
