@@ -17,8 +17,9 @@ CARGO     ?= cargo
 HOST       = $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC    := RUSTFLAGS="-C target-feature=+crt-static"
 BIN        = target/$(HOST)/release/vifnet
-# Debian packages the tests and the demo use.
+# Debian packages the tests and the demo use; and the tests alone (man page and package lint).
 DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
+TEST_PKGS := mandoc groff-base lintian
 MULTI     := network-bridge vif-bridge network-route vif-route network-nat vif-nat
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
 VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
@@ -28,7 +29,7 @@ MODE_FILES := bridge.toml route.toml nat.toml
 UNITS      := vifnet@.service vifnet-reload.service
 INSTALL_DIRS = $(SBINDIR) $(LIBEXEC) $(MANDIR)/man8 $(MANDIR)/man5 $(MODES) $(UNITDIR) $(dir $(RT_PROTOS))
 
-.PHONY: all build deps demo test test-quick test-unit test-package lanes fuzz bench bench-deps deb install install-xen-scripts uninstall clean
+.PHONY: all build deps test-deps install-missing demo test test-quick test-unit test-package lanes fuzz bench bench-deps deb man install install-xen-scripts uninstall clean
 
 all: build
 
@@ -38,7 +39,13 @@ build:
 # Installs what is missing (root): the Debian packages, and checks for a Rust toolchain.
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "vifnet: cargo (Rust >= 1.85) is needed: https://rustup.rs, or apt-get install cargo on Debian 13"; exit 1; }
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) -s install-missing PKGS="$(DEB_PKGS)"
+
+test-deps: deps
+	@$(MAKE) -s install-missing PKGS="$(TEST_PKGS)"
+
+install-missing:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -63,15 +70,18 @@ demo: deps build
 test: test-quick test-package lanes
 
 # Unit and namespace tests on this machine's kernel: the fast loop while working.
-test-quick: deps
+test-quick: test-deps
 	$(CARGO) test --locked
 
 # The .deb: its contents, lintian (installed if missing), and install, a guest, remove and
 # purge under the real dpkg in a root of the test's own (tests/package.rs).
-test-package: deb
-	@command -v lintian >/dev/null || { echo "installing: lintian"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null; }
+test-package: test-deps deb
 	VIFNET_DEB=$(CURDIR)/$(DEB) $(CARGO) test --locked --test package
+
+# man/vifnet.8 and man/vifnet-modes.5 from man/*.in, the clap definitions and the shipped
+# mode files (tests/man.rs checks that the committed pages are up to date and lint-clean).
+man:
+	VIFNET_WRITE_MAN=1 $(CARGO) test --locked --test man the_committed_pages
 
 # Unit tests only: no root, no namespaces.
 test-unit:

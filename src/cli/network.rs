@@ -13,7 +13,7 @@ use crate::{apply, log, observe, state};
 pub struct NetworkArgs {
     /// The mode: bridge, route or nat.
     mode: String,
-    /// start, stop or status, and key=value settings (below).
+    /// start, stop or status, and key=value settings (listed by --help).
     #[arg(required = true)]
     words: Vec<String>,
     /// Print the plan and change nothing.

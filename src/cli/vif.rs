@@ -16,7 +16,7 @@ use crate::{apply, log, observe, state};
 pub struct VifArgs {
     /// The mode: bridge, route or nat.
     mode: String,
-    /// The command (online, offline, add, remove) and key=value settings (below).
+    /// The command (online, offline, add, remove) and key=value settings (listed by --help).
     #[arg(required = true, allow_hyphen_values = false)]
     words: Vec<String>,
     /// Print the plan and change nothing.
