@@ -57,11 +57,12 @@ install-missing:
 # their addresses from vifnet's dnsmasq and resolve each other's names). Pings to the lan
 # host (both ways where it can reach the guests), and a spoofed source dropped.
 demo: deps build
-	$(BIN) setup --simulate --prefix vfbr$$$$ --modes-dir examples/bridge \
-	  --xend-config examples/bridge/xend-config.sxp examples/bridge/web.cfg examples/bridge/db.cfg
-	$(BIN) setup --simulate --prefix vfrt$$$$ --modes-dir examples/route-29 \
-	  --xend-config examples/route-29/xend-config.sxp examples/route-29/web.cfg examples/route-29/mail.cfg
-	$(BIN) setup --simulate --prefix vfnat$$$$ --modes-dir examples/nat-cluster \
+	@sum=$$(mktemp /tmp/vifnet-demo.XXXXXX) && trap 'rm -f "$$sum"' EXIT && set -e && \
+	$(BIN) setup --simulate --prefix vfbr$$$$ --modes-dir examples/bridge --summary "$$sum" \
+	  --xend-config examples/bridge/xend-config.sxp examples/bridge/web.cfg examples/bridge/db.cfg && \
+	$(BIN) setup --simulate --prefix vfrt$$$$ --modes-dir examples/route-29 --summary "$$sum" \
+	  --xend-config examples/route-29/xend-config.sxp examples/route-29/web.cfg examples/route-29/mail.cfg && \
+	$(BIN) setup --simulate --prefix vfnat$$$$ --modes-dir examples/nat-cluster --summary "$$sum" \
 	  --xend-config examples/nat-cluster/xend-config.sxp examples/nat-cluster/node1.cfg \
 	  examples/nat-cluster/node2.cfg examples/nat-cluster/node3.cfg examples/nat-cluster/node4.cfg
 

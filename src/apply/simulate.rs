@@ -71,10 +71,25 @@ fn add_route(ns: &str, r: &SimRoute, dev: &str) -> Result<()> {
     ip(&argv)
 }
 
+/// What the lab made on the host itself, for its removal to take back: kept beside the
+/// lab's /etc/netns directories, since `--keep` and `--teardown` are two processes.
+fn made_record(lab: &Lab) -> PathBuf {
+    Path::new("/etc/netns").join(format!(".{}.made", lab.dom0))
+}
+
 /// Makes each namespace's own /etc files (empty), before anything runs there. A bind needs
 /// its target on the host: an empty /etc/ethers is made where the file may be missing; no
-/// other host file is made or written.
+/// other host file is made or written. What it made (/etc/netns, /etc/ethers) is recorded
+/// for `remove`.
 fn prepare_etc(lab: &Lab) -> Result<()> {
+    if lab.etc_files.is_empty() {
+        return Ok(());
+    }
+    let mut made: Vec<String> = Vec::new();
+    if !Path::new("/etc/netns").exists() {
+        made.push("/etc/netns".into());
+    }
+    std::fs::create_dir_all("/etc/netns").context("creating /etc/netns")?;
     for f in &lab.etc_files {
         let target = Path::new("/etc").join(&f.name);
         if !target.exists() {
@@ -82,12 +97,14 @@ fn prepare_etc(lab: &Lab) -> Result<()> {
                 bail!("{}: this host has none, so `ip netns exec {}` could not put the lab's own over it", target.display(), f.netns);
             }
             std::fs::OpenOptions::new().create(true).append(true).open(&target).with_context(|| format!("creating an empty {}", target.display()))?;
+            made.push(target.display().to_string());
         }
         let dir = etc_dir(&f.netns);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join(&f.name), "").with_context(|| format!("writing {}", dir.join(&f.name).display()))?;
     }
-    Ok(())
+    let record = made_record(lab);
+    std::fs::write(&record, made.join("\n")).with_context(|| format!("writing {}", record.display()))
 }
 
 /// Refuses to run anything in `ns` unless each of its own /etc files is in place and has a
@@ -287,9 +304,14 @@ pub fn remove(lab: &Lab) -> Vec<String> {
             }
         }
     }
-    if !lab.etc_files.is_empty() {
-        // Fails, as it should, while anything else is in it.
-        let _ = std::fs::remove_dir("/etc/netns");
+    // The host files the lab made, if they are still as it made them: an empty ethers, an
+    // /etc/netns with nothing else in it.
+    let record = made_record(lab);
+    let made = std::fs::read_to_string(&record).unwrap_or_default();
+    let _ = std::fs::remove_file(&record);
+    for path in made.lines().rev() {
+        let p = Path::new(path);
+        let _ = if p.is_dir() { std::fs::remove_dir(p) } else if p.metadata().is_ok_and(|m| m.len() == 0) { std::fs::remove_file(p) } else { Ok(()) };
     }
     errors
 }

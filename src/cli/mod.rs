@@ -9,6 +9,7 @@ mod network;
 mod network_status;
 mod reload;
 mod setup;
+mod setup_summary;
 mod status;
 mod undo;
 pub mod vif;

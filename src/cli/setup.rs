@@ -2,11 +2,12 @@
 //! network configuration brought up with stand-in guests in network namespaces, checked with
 //! real traffic, and removed again (unless --keep). No hypervisor needed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::setup_summary::{self, Row};
 use crate::apply::simulate;
 use crate::config::domain::DomainConfig;
 use crate::config::inputs::{self, Inputs};
@@ -41,6 +42,10 @@ pub struct SetupArgs {
     /// Remove a lab left up by --keep.
     #[arg(long)]
     teardown: bool,
+    /// Add the lab's rows to this file and print the table of all its rows at the end
+    /// (`make demo` passes one file to its three runs).
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
     /// Parse everything and print the lab, change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -89,7 +94,14 @@ pub fn run(args: SetupArgs) -> Result<()> {
     if args.teardown {
         return teardown(&lab, &dirs);
     }
-    let result = bring_up_and_check(&lab, &dirs);
+    let result = bring_up_and_check(&lab, &dirs).and_then(|checked| {
+        setup_summary::record_and_print(args.summary.as_deref(), &checked.rows)?;
+        if !checked.failed.is_empty() {
+            bail!("simulation checks failed: {}", checked.failed.join("; "));
+        }
+        println!("all checks passed");
+        Ok(())
+    });
     if args.keep && result.is_ok() {
         println!("left up; remove with: vifnet setup --simulate --teardown --prefix {prefix} (same files)");
         return result;
@@ -162,7 +174,13 @@ fn print_lab(lab: &Lab) {
     }
 }
 
-fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
+/// What the checks found, and the failed ones.
+struct Checked {
+    rows: Vec<Row>,
+    failed: Vec<String>,
+}
+
+fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<Checked> {
     print_lab(lab);
     simulate::build(lab)?;
     d.vifnet(lab, &lab.network_call("start"), &[])?;
@@ -182,8 +200,11 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
         if !ok {
             failed.push(what);
         }
+        ok
     };
     let lease_of = |vif: &str| -> Option<Lease> { leases.get(vif).copied().flatten() };
+    // By vif: the name another guest resolved it by, and whether the answer was its lease.
+    let mut resolved: HashMap<String, (String, bool)> = HashMap::new();
     if let Some(dhcp) = &lab.dhcp {
         for (g, v) in lab.dhcp_vifs() {
             match lease_of(&v.kernel_name()) {
@@ -192,17 +213,23 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
                     lab.lease_ok(&l),
                 ),
                 None => check(format!("guest {} got a DHCP lease on {}", g.name, v.guest_dev()), false),
-            }
+            };
         }
         for n in lab.name_checks() {
             let want = lease_of(&n.vif.kernel_name()).map(|l| l.0);
             let answer = simulate::resolve(&n.asker.netns, &n.query);
             let got = answer.as_deref().and_then(|a| a.split_whitespace().next()).and_then(|a| a.parse().ok());
             let shown = answer.unwrap_or_else(|| "no answer".into());
-            check(format!("guest {} resolves {}: {shown} ({}'s lease)", n.asker.name, n.query, n.owner.name), want.is_some() && got == want);
+            let ok = check(format!("guest {} resolves {}: {shown} ({}'s lease)", n.asker.name, n.query, n.owner.name), want.is_some() && got == want);
+            let entry = resolved.entry(n.vif.kernel_name()).or_insert((n.query.clone(), true));
+            entry.1 &= ok;
+            if n.query.len() > entry.0.len() {
+                entry.0 = n.query.clone();
+            }
         }
     }
-    let mut reached = HashSet::new();
+    // By guest: each family's ping of the lan host.
+    let mut upstream: HashMap<String, Vec<(&str, bool)>> = HashMap::new();
     for g in &lab.guests {
         for (lan, v6) in [("192.0.2.1", false), ("2001:db8::1", true)] {
             if g.has_family(v6) {
@@ -211,11 +238,8 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
                     Some(d) if !v6 => format!(" (masqueraded: the lan host has no route to {})", d.prefix),
                     _ => String::new(),
                 };
-                let ok = simulate::ping(&g.netns, lan, None);
-                if ok && !v6 {
-                    reached.insert(g.name.clone());
-                }
-                check(format!("guest {} pings the lan host {lan}{how}", g.name), ok);
+                let ok = check(format!("guest {} pings the lan host {lan}{how}", g.name), simulate::ping(&g.netns, lan, None));
+                upstream.entry(g.name.clone()).or_default().push((if v6 { "IPv6" } else { "IPv4" }, ok));
             }
         }
     }
@@ -226,10 +250,13 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
     // Antispoofing: a guarded guest sends from an address that is not its own; the lan host
     // must not see it. A /32 sends it the way the guest's own traffic goes. It proves
     // something only if the guest's own traffic gets there.
+    let mut spoof: Option<(String, &str)> = None;
     if let Some((g, v)) = lab.spoof_candidate() {
-        if !reached.contains(&g.name) {
+        let reached = upstream.get(&g.name).is_some_and(|p| p.iter().any(|(f, ok)| *f == "IPv4" && *ok));
+        if !reached {
             println!("check: guest {} sending from {SPOOFED}, not its own: NOT SHOWN (its own traffic does not reach the lan host)", g.name);
             failed.push(format!("the spoofing check of guest {} showed nothing", g.name));
+            spoof = Some((v.kernel_name(), "NOT SHOWN"));
         } else {
             simulate::add_guest_addr(&g.netns, &v.guest_dev(), &format!("{SPOOFED}/32"))?;
             let before = simulate::echo_requests_seen(&lab.lan)?;
@@ -239,13 +266,39 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<()> {
             if arrived != 0 {
                 failed.push(format!("a spoofed source from guest {} reached the lan host", g.name));
             }
+            spoof = Some((v.kernel_name(), if arrived == 0 { "spoof dropped" } else { "SPOOF PASSED" }));
         }
     }
-    if !failed.is_empty() {
-        bail!("simulation checks failed: {}", failed.join("; "));
+    let mut rows = Vec::new();
+    for g in &lab.guests {
+        let pings = upstream.get(&g.name).map(Vec::as_slice).unwrap_or_default();
+        let reach = match pings.iter().filter(|(_, ok)| !ok).map(|(f, _)| *f).collect::<Vec<_>>() {
+            none if none.is_empty() && !pings.is_empty() => "yes".to_string(),
+            lost if lost.len() == pings.len() => "NO".to_string(),
+            lost => format!("NO over {}", lost.join(", ")),
+        };
+        for v in &g.vifs {
+            let vif = v.kernel_name();
+            let address = match (v.dhcp, lease_of(&vif)) {
+                (true, Some(l)) => l.0.to_string(),
+                (true, None) => "no lease".into(),
+                (false, _) => v.guest_addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(" "),
+            };
+            let dns = match resolved.get(&vif) {
+                Some((name, true)) => name.clone(),
+                Some((name, false)) => format!("{name} (NOT resolved)"),
+                None => "-".into(),
+            };
+            let antispoof = match &spoof {
+                Some((s, result)) if *s == vif => result.to_string(),
+                _ if lab.guarded(v) => "on".into(),
+                _ => "off".into(),
+            };
+            let how = if v.dhcp { "DHCP" } else { "static" };
+            rows.push(Row { mode: lab.mode.clone(), guest: g.name.clone(), vif, address, how: how.into(), dns, upstream: reach.clone(), antispoof });
+        }
     }
-    println!("all checks passed");
-    Ok(())
+    Ok(Checked { rows, failed })
 }
 
 fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {

@@ -186,9 +186,13 @@ impl Lab {
     pub fn spoof_candidate(&self) -> Option<(&SimGuest, &SimVif)> {
         self.guests.iter().find_map(|g| {
             let v = g.vifs.first()?;
-            let guarded = v.settings.get("antispoof").map_or(self.antispoof, |s| parse_bool("antispoof", s).unwrap_or(true));
-            (guarded && (v.dhcp || v.guest_addrs.iter().any(|a| a.is_ipv4()))).then_some((g, v))
+            (self.guarded(v) && (v.dhcp || v.guest_addrs.iter().any(|a| a.is_ipv4()))).then_some((g, v))
         })
+    }
+
+    /// Whether vifnet filters this vif's sources: its own `antispoof=`, else the mode's.
+    pub fn guarded(&self, v: &SimVif) -> bool {
+        v.settings.get("antispoof").map_or(self.antispoof, |s| parse_bool("antispoof", s).unwrap_or(true))
     }
 
     /// Every guest address, for the lan host to ping.
