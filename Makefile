@@ -91,7 +91,7 @@ test-unit:
 # The VM lanes alone (the first run fetches ~100 MB of Debian packages into
 # /var/tmp/vifnet-lanes); LANES=kernel or LANES=xen runs one.
 lanes: deps
-	tests/lanes/run.sh $(LANES)
+	VIFNET_DEB=$(if $(wildcard $(DEB)),$(CURDIR)/$(DEB)) tests/lanes/run.sh $(LANES)
 
 # The parsers of outside input (xend-config.sxp, xl.conf, domain configs, vif specs, mode
 # files, xenstore replies) fuzzed for FUZZ_SECS each; `make test` gives them 3 s each.

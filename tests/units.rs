@@ -1,5 +1,6 @@
 //! The systemd units we ship: `systemd-analyze verify` finds nothing to say about them,
-//! with their binary path pointed at the vifnet under test.
+//! with their binary path pointed at the vifnet under test, the template as each mode's
+//! instance, and their `Documentation=` man pages found in man/.
 
 mod common;
 
@@ -17,12 +18,21 @@ fn shipped_units_verify_clean() {
     let mut units = Vec::new();
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd")).unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap().replace("@SBINDIR@", &sbindir);
-        let path = dir.join(entry.file_name());
-        std::fs::write(&path, text).unwrap();
-        units.push(path);
+        let name = entry.file_name().to_string_lossy().into_owned();
+        std::fs::write(dir.join(&name), text).unwrap();
+        match name.strip_suffix("@.service") {
+            Some(template) => units.extend(["bridge", "route", "nat"].map(|m| dir.join(format!("{template}@{m}.service")))),
+            None => units.push(dir.join(name)),
+        }
     }
     assert!(!units.is_empty());
-    let out = Command::new("systemd-analyze").arg("verify").arg("--man=no").args(&units).output().unwrap();
+    // man(1) looks in MANPATH's man8/ and man5/: a directory of links to ours.
+    let manpath = dir.join("man");
+    for (section, page) in [("man8", "vifnet.8"), ("man5", "vifnet-modes.5")] {
+        std::fs::create_dir_all(manpath.join(section)).unwrap();
+        std::os::unix::fs::symlink(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(page), manpath.join(section).join(page)).unwrap();
+    }
+    let out = Command::new("systemd-analyze").env("MANPATH", &manpath).arg("verify").args(&units).output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");

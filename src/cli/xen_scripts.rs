@@ -49,10 +49,11 @@ fn run(args: XenScriptsArgs, install: bool) -> Result<()> {
     let keep = if !args.no_divert && which("dpkg-divert") { KeepAside::Dpkg { root: root.clone() } } else { KeepAside::Rename };
     let target = match args.target {
         Some(t) => t,
-        None => {
-            let exe = std::env::current_exe().context("where this vifnet is")?;
-            exe.strip_prefix(&root).map(|t| Path::new("/").join(t)).unwrap_or(exe)
-        }
+        // Without /proc (a chroot), where the package puts it.
+        None => match std::env::current_exe() {
+            Ok(exe) => exe.strip_prefix(&root).map(|t| Path::new("/").join(t)).unwrap_or(exe),
+            Err(_) => PathBuf::from("/usr/sbin/vifnet"),
+        },
     };
     let facts = observe::xen_scripts::names(&dir, &in_root, &keep).with_context(|| format!("{verb}: reading {}", dir.display()))?;
     let steps = if install { plan::install(&facts, &keep).context(verb)? } else { plan::uninstall(&facts, &keep) };

@@ -246,11 +246,23 @@ payload() {
 
 # Runs QEMU until it powers off or the time is up, then returns the exit code the guest
 # printed as @@rc=N@@ on the console (124: timed out, 125: no code, e.g. a panic).
+# While it runs, a line every 10 s says how long and what the console last said.
 boot() {
   local limit=$1; shift
-  local t=${EPOCHREALTIME/./} rc qrc=0
+  local t=${EPOCHREALTIME/./} rc qrc=0 pid ticks=0 last newest
   timeout -k 5 "$limit" "$QEMU" "${QEMU_DIRS[@]}" -accel tcg,thread=multi -smp 2 \
-    -display none -monitor none -no-reboot -nic none "$@" > "$WORK/qemu.log" 2>&1 || qrc=$?
+    -display none -monitor none -no-reboot -nic none "$@" > "$WORK/qemu.log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 0.2
+    if (( ++ticks % 50 == 0 )); then
+      # The serial port written to last: the tests' stdout or stderr, or the console.
+      newest=$(ls -t "$WORK"/out "$WORK"/err "$WORK"/console 2>/dev/null | head -1)
+      last=$(tr -d '\r' < "${newest:-/dev/null}" | grep -a -v '^\s*$' | tail -1 | cut -c1-100)
+      say "VM running $((ticks / 5)) s: ${last:-booting}"
+    fi
+  done
+  wait "$pid" || qrc=$?
   t=$(( ${EPOCHREALTIME/./} - t ))
   rc=$(tr -d '\r' < "$WORK/console" | sed -n 's/.*@@rc=\([0-9]*\)@@.*/\1/p' | tail -1)
   say "VM ran $((t / 1000000)).$((t % 1000000 / 100000)) s, exit ${rc:-none}"

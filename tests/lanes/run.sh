@@ -37,7 +37,10 @@ for lane in $LANES; do
       ;;
     xen)
       mapfile -t bins < <(test_binaries xen)
-      tests/lanes/xen.sh -f "$VIFNET" -f "${bins[0]}" -- env VIFNET_LANE=xen RUST_BACKTRACE=1 "${bins[0]}" --include-ignored --test-threads=1 || rc=1
+      # The package, if `make test-package` built it, for the test that installs it in dom0.
+      deb=()
+      [ -n "${VIFNET_DEB:-}" ] && [ -f "$VIFNET_DEB" ] && deb=(-f "$VIFNET_DEB:/t/vifnet.deb")
+      tests/lanes/xen.sh -f "$VIFNET" -f "${bins[0]}" "${deb[@]}" -- env VIFNET_LANE=xen RUST_BACKTRACE=1 "${bins[0]}" --include-ignored --test-threads=1 || rc=1
       ;;
     *) echo "run.sh: no lane $lane (kernel, xen)" >&2; exit 2 ;;
   esac
