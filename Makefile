@@ -19,7 +19,7 @@ STATIC    := RUSTFLAGS="-C target-feature=+crt-static"
 BIN        = target/$(HOST)/release/vifnet
 # Debian packages the tests and the demo use; and the tests alone (man page and package lint).
 DEB_PKGS  := nftables iproute2 iputils-ping dnsmasq-base udhcpc
-TEST_PKGS := mandoc groff-base lintian
+TEST_PKGS := mandoc groff-base lintian bird2
 MULTI     := network-bridge vif-bridge network-route vif-route network-nat vif-nat
 # Beside Xen's scripts rather than instead of them: `script=vifnet-bridge`.
 VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
