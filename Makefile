@@ -26,7 +26,7 @@ VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
 # Names route protocol 118 (our routes), so that `ip route` shows `proto vifnet`.
 RT_PROTOS  = $(SYSCONFDIR)/iproute2/rt_protos.d/vifnet.conf
 MODE_FILES := bridge.toml route.toml nat.toml
-UNITS      := vifnet@.service vifnet-reload.service
+UNITS      := vifnet@.service vifnet-reload.service vifnet-watch.service
 INSTALL_DIRS = $(SBINDIR) $(LIBEXEC) $(MANDIR)/man8 $(MANDIR)/man5 $(MODES) $(UNITDIR) $(dir $(RT_PROTOS))
 
 .PHONY: all build deps test-deps install-missing demo test test-quick test-unit test-package lanes fuzz bench bench-deps deb man install install-xen-scripts uninstall clean

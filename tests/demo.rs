@@ -44,6 +44,7 @@ fn the_nat_demo_leaves_etc_as_it_was_and_sums_up_its_guests() {
         return;
     }
     let summary = std::env::temp_dir().join(unique("summary"));
+    let _gone = Removed(summary.clone());
     let before = (host_state("/etc/ethers"), host_state("/etc/netns"));
     let said = nat_cluster(&summary);
     assert_eq!((host_state("/etc/ethers"), host_state("/etc/netns")), before);
@@ -62,5 +63,13 @@ fn the_nat_demo_leaves_etc_as_it_was_and_sums_up_its_guests() {
         let rows = said.lines().skip_while(|l| *l != "summary:").filter(|l| l.starts_with("nat ")).count();
         assert_eq!(rows, 2 * 2, "{said}");
     }
-    let _ = std::fs::remove_file(&summary);
+}
+
+/// A file removed when the test ends, passed or not.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -13,6 +13,7 @@ mod setup_summary;
 mod status;
 mod undo;
 pub mod vif;
+mod watch;
 mod xen_scripts;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,10 @@ enum Command {
     InstallXenScripts(xen_scripts::XenScriptsArgs),
     /// Give Xen's scripts back: remove vifnet's links and the diversions.
     UninstallXenScripts(xen_scripts::XenScriptsArgs),
+    /// Follow routed guests' carriers (a guest started, stopped or migrated): put their
+    /// routes again at each change, so that BIRD announces or withdraws them at once. Runs
+    /// until killed (vifnet-watch.service).
+    Watch(watch::WatchArgs),
 }
 
 /// The whole command line, for the man page's generator (tests/man.rs).
@@ -99,6 +104,7 @@ pub fn main() -> i32 {
         Command::Setup(a) => setup::run(a).map(|()| 0),
         Command::InstallXenScripts(a) => xen_scripts::install(a).map(|()| 0),
         Command::UninstallXenScripts(a) => xen_scripts::uninstall(a).map(|()| 0),
+        Command::Watch(a) => watch::run(a).map(|()| 0),
     };
     // Our exit must not wait for nf_tables to free what this call deleted.
     crate::apply::nft_netlink::release_socket();

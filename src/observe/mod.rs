@@ -261,7 +261,7 @@ pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, 
 
 /// A routed vif's proxy NDP sysctls as they are, under either of its names.
 pub fn route_vif_sysctls(kernel_name: &IfName, name: &IfName) -> std::collections::BTreeMap<String, String> {
-    [kernel_name, name].into_iter().flat_map(plan_route::vif_sysctl_keys).filter_map(|(k, _)| sysctl(&k).map(|v| (k, v))).collect()
+    [kernel_name, name].into_iter().flat_map(plan_route::vif_sysctl_keys).filter_map(|(k, _, _)| sysctl(&k).map(|v| (k, v))).collect()
 }
 
 /// The uplink: `netdev` if that link exists (else none, and `true`: it is missing), or

@@ -261,24 +261,34 @@ pub fn record_elements(rec: &RouteVifRecord) -> Vec<super::nft::Elem> {
     }
 }
 
-/// The vif's sysctls that answer an IPv6 gateway, under the vif's name, and their values:
-/// the kernel answers a neighbour solicitation from a proxy entry only on an interface
-/// with proxy_ndp, and a multicast one after up to proxy_delay (0.8 s) unless it is 0.
-pub fn vif_sysctl_keys(dev: &IfName) -> [(String, &'static str); 2] {
-    [(format!("net/ipv6/conf/{dev}/proxy_ndp"), "1"), (format!("net/ipv6/neigh/{dev}/proxy_delay"), "0")]
+/// The vif's sysctls route mode sets, under the vif's name: each with its value and
+/// whether only an IPv6 gateway needs it.
+/// - ignore_routes_with_linkdown: when the guest stops running here (netfront gone, the vif
+///   without carrier, as on the source host of a migration), the kernel takes the vif's
+///   routes for dead: BIRD's kernel protocol stops announcing them, and what still comes is
+///   caught by the gateway's block instead of the vif (examples/route-bgp).
+/// - proxy_ndp, proxy_delay: the kernel answers a neighbour solicitation from a proxy entry
+///   only on an interface with proxy_ndp, and a multicast one after up to proxy_delay (0.8 s)
+///   unless it is 0.
+pub fn vif_sysctl_keys(dev: &IfName) -> [(String, &'static str, bool); 4] {
+    [
+        (format!("net/ipv4/conf/{dev}/ignore_routes_with_linkdown"), "1", false),
+        (format!("net/ipv6/conf/{dev}/ignore_routes_with_linkdown"), "1", false),
+        (format!("net/ipv6/conf/{dev}/proxy_ndp"), "1", true),
+        (format!("net/ipv6/neigh/{dev}/proxy_delay"), "0", true),
+    ]
 }
 
-/// The changes to the vif's sysctls an IPv6 gateway needs, given their values `now` (read
-/// under the kernel's name, before any rename; keyed as [`vif_sysctl_keys`] of it).
+/// The changes to the vif's sysctls, given their values `now` (read under the kernel's
+/// name, before any rename; keyed as [`vif_sysctl_keys`] of it).
 fn vif_sysctls(vif: &RoutedVif, gateway: &[IpNetwork], now: &BTreeMap<String, String>) -> Vec<SysctlChange> {
-    if !gateway.iter().any(|g| g.is_ipv6()) {
-        return Vec::new();
-    }
+    let gateway6 = gateway.iter().any(|g| g.is_ipv6());
     let read = vif_sysctl_keys(&vif.kernel_name);
     vif_sysctl_keys(&vif.name)
         .into_iter()
         .zip(read)
-        .filter_map(|((key, new), (at, _))| {
+        .filter(|((_, _, for_gateway6), _)| gateway6 || !for_gateway6)
+        .filter_map(|((key, new, _), (at, _, _))| {
             let old = now.get(&at).or_else(|| now.get(&key))?;
             (old != new).then(|| SysctlChange { key, old: old.clone(), new: new.into() })
         })
@@ -332,6 +342,44 @@ pub fn gateway_steps(rec: &RouteVifRecord, down: bool) -> Vec<Step> {
         IpAddr::V4(_) => None,
     }));
     steps
+}
+
+/// A routed vif's carrier changed (its guest started or stopped running here, as during a
+/// migration): its routes taken away and put back, so that the kernel tells its listeners,
+/// BIRD among them, at once how they stand: the kernel tells them nothing of a carrier
+/// change itself, nor of a route replaced by its equal. Going down, a family's routes are
+/// taken away while the vif does not yet ignore linkdown routes (BIRD drops the news of a
+/// dead route, even of its removal, and would go on announcing it until its next scan),
+/// then come back dead, which BIRD leaves out. Coming up, the IPv6 gateway's proxy entry
+/// is put back too.
+pub fn carrier_changed(rec: &RouteVifRecord, up: bool) -> Plan {
+    let mut plan = Plan::default();
+    let dev = &rec.name;
+    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+        let dests: Vec<IpNetwork> = rec.ips.iter().filter(|n| n.is_ipv6() == v6).copied().collect();
+        if dests.is_empty() {
+            continue;
+        }
+        let ignore = format!("net/{family}/conf/{dev}/ignore_routes_with_linkdown");
+        if !up {
+            plan.push(Step::Sysctl { key: ignore.clone(), from: "1".into(), to: "0".into() });
+        }
+        for dest in &dests {
+            plan.push(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: rec.metric });
+        }
+        if !up {
+            plan.push(Step::Sysctl { key: ignore, from: "0".into(), to: "1".into() });
+        }
+        for dest in &dests {
+            plan.push(Step::AddRoute { dest: *dest, dev: dev.clone(), metric: rec.metric });
+        }
+    }
+    // The kernel flushes a link's proxy entries when it loses its carrier: the guest that
+    // runs here again (rebooted, or back from another host) finds its IPv6 gateway again.
+    if up {
+        plan.steps.extend(gateway_steps(rec, false));
+    }
+    plan
 }
 
 /// The host state one record stands for, as steps that make it (or, `down`, remove it).
@@ -483,9 +531,17 @@ mod tests {
     fn facts() -> Facts {
         Facts { links: [("vif5.0".to_string(), link())].into() }
     }
-    /// A new vif's proxy NDP sysctls, as the kernel makes them.
+    /// A new vif's sysctls that route mode sets, as the kernel makes them.
     fn fresh() -> BTreeMap<String, String> {
-        [("net/ipv6/conf/vif5.0/proxy_ndp", "0"), ("net/ipv6/neigh/vif5.0/proxy_delay", "80")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        [
+            ("net/ipv4/conf/vif5.0/ignore_routes_with_linkdown", "0"),
+            ("net/ipv6/conf/vif5.0/ignore_routes_with_linkdown", "0"),
+            ("net/ipv6/conf/vif5.0/proxy_ndp", "0"),
+            ("net/ipv6/neigh/vif5.0/proxy_delay", "80"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     const DEFAULTS: &[(&str, &str)] = &[
@@ -587,6 +643,8 @@ mod tests {
                 "nft -f <table inet vifnet> (if missing)",
                 "nft -f - <<< 'add element inet vifnet guarded { \"vif5.0\" }; add element inet vifnet vif_ip4 { \"vif5.0\" . 80.68.86.194 }; add element inet vifnet vif_ip6 { \"vif5.0\" . 2001:db8:42::194 }; add element inet vifnet vif_net4 { \"vif5.0\" . 10.9.0.0/24 }'",
                 "ip link set vif5.0 up",
+                "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=1 (was 0)",
+                "sysctl -w net/ipv6/conf/vif5.0/ignore_routes_with_linkdown=1 (was 0)",
                 "sysctl -w net/ipv6/conf/vif5.0/proxy_ndp=1 (was 0)",
                 "sysctl -w net/ipv6/neigh/vif5.0/proxy_delay=0 (was 80)",
                 "ip -6 neigh add proxy 2001:db8:42::1 dev vif5.0 router proto 118",
@@ -610,9 +668,24 @@ mod tests {
                 "ip neigh del proxy 2001:db8:42::1 dev vif5.0 (if present)",
                 "sysctl -w net/ipv6/neigh/vif5.0/proxy_delay=80 (was 0)",
                 "sysctl -w net/ipv6/conf/vif5.0/proxy_ndp=0 (was 1)",
+                "sysctl -w net/ipv6/conf/vif5.0/ignore_routes_with_linkdown=0 (was 1)",
+                "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=0 (was 1)",
                 "ip link set vif5.0 down (if present)",
             ]
         );
+        // The guest stops running here (carrier down), then runs here again.
+        assert_eq!(
+            lines(&carrier_changed(&rec, false))[..4],
+            [
+                "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=0 (was 1)",
+                "ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)",
+                "ip route del 10.9.0.0/24 dev vif5.0 proto 118 metric 2 (if present)",
+                "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=1 (was 0)",
+            ]
+        );
+        let up = lines(&carrier_changed(&rec, true));
+        assert_eq!(up.len(), 2 * 3 + 5, "each route taken away and put back, then the gateway's steps: {up:?}");
+        assert_eq!(up[10], "ip -6 neigh add proxy 2001:db8:42::1 dev vif5.0 router proto 118", "the gateway's proxy entry, which the carrier's loss took");
     }
 
     #[test]
