@@ -450,6 +450,9 @@ fn a_routed_address_claimed_by_a_second_vif_is_refused_naming_the_first() {
         return;
     }
     let lab = Libxl::new("dup", &[("mac", "00:16:3e:00:00:05"), ("ip", "203.0.113.194")]);
+    // The first guest runs (its netfront is up): a vif without carrier has its routes dead,
+    // and the kernel's lookup passes over them.
+    lab._guest.ok(&["ip", "link", "set", "eth0", "up"]);
     let guest6 = Netns::new("dupg6");
     veth(&lab.dom0, "vif6.0", &guest6, "eth0");
     std::fs::write(lab.dirs.modes.join("route.toml"), "gateway = \"203.0.113.193/29\"\ngateway_kind = \"bridge\"\n").unwrap();
