@@ -27,6 +27,7 @@ VIF_SCRIPTS := vifnet-bridge vifnet-route vifnet-nat
 RT_PROTOS  = $(SYSCONFDIR)/iproute2/rt_protos.d/vifnet.conf
 MODE_FILES := bridge.toml route.toml nat.toml
 UNITS      := vifnet@.service vifnet-reload.service vifnet-watch.service
+UNIT_DROPINS := vifnet@route.service.d/watch.conf
 INSTALL_DIRS = $(SBINDIR) $(LIBEXEC) $(MANDIR)/man8 $(MANDIR)/man5 $(MODES) $(UNITDIR) $(dir $(RT_PROTOS))
 
 .PHONY: all build deps test-deps install-missing demo test test-quick test-unit test-package lanes fuzz bench bench-deps deb man install install-xen-scripts uninstall clean
@@ -128,6 +129,7 @@ install: build
 	for m in $(MODE_FILES); do [ -e $(DESTDIR)$(MODES)/$$m ] || install -m 0644 modes/$$m $(DESTDIR)$(MODES)/$$m; done
 	install -d $(DESTDIR)$(UNITDIR)
 	for u in $(UNITS); do sed 's|@SBINDIR@|$(SBINDIR)|' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u; done
+	for d in $(UNIT_DROPINS); do install -D -m 0644 systemd/$$d $(DESTDIR)$(UNITDIR)/$$d; done
 	install -D -m 0644 /dev/null $(DESTDIR)$(RT_PROTOS)
 	echo '118 vifnet' > $(DESTDIR)$(RT_PROTOS)
 
@@ -147,6 +149,7 @@ uninstall:
 	for n in $(MULTI) $(VIF_SCRIPTS); do rm -f $(DESTDIR)$(LIBEXEC)/$$n; done
 	for m in $(MODE_FILES); do if cmp -s modes/$$m $(DESTDIR)$(MODES)/$$m; then rm -f $(DESTDIR)$(MODES)/$$m; fi; done
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	for d in $(UNIT_DROPINS); do rm -f $(DESTDIR)$(UNITDIR)/$$d; rmdir $$(dirname $(DESTDIR)$(UNITDIR)/$$d) 2>/dev/null || true; done
 	rm -f $(DESTDIR)$(SBINDIR)/vifnet $(DESTDIR)$(MANDIR)/man8/vifnet.8 $(DESTDIR)$(MANDIR)/man5/vifnet-modes.5 $(DESTDIR)$(RT_PROTOS)
 	rmdir $(DESTDIR)$(MODES) $(DESTDIR)$(SYSCONFDIR)/vifnet 2>/dev/null || true
 	if [ -f $(DESTDIR)$(LIBEXEC)/created-dirs ]; then dirs=$$(sort -r $(DESTDIR)$(LIBEXEC)/created-dirs); \

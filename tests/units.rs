@@ -17,6 +17,15 @@ fn shipped_units_verify_clean() {
     let sbindir = std::path::Path::new(common::vifnet_bin()).parent().unwrap().display().to_string();
     let mut units = Vec::new();
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd")).unwrap().flatten() {
+        // A drop-in directory (vifnet@route.service.d) goes beside the units, as installed.
+        if entry.path().is_dir() {
+            let to = dir.join(entry.file_name());
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap().replace("@SBINDIR@", &sbindir);
         let name = entry.file_name().to_string_lossy().into_owned();
         std::fs::write(dir.join(&name), text).unwrap();
