@@ -123,7 +123,15 @@ impl Host {
 
     /// `vifnet watch` in this host's namespace, as vifnet-watch.service runs it.
     fn watch(&self) -> Watcher {
-        Watcher(vifnet_command(&self.ns, &self.dirs, &[], &["watch"]).stdout(Stdio::null()).stderr(std::fs::File::create(self.dirs.modes.with_file_name("watch.log")).unwrap()).spawn().unwrap())
+        let log = self.dirs.modes.with_file_name("watch.log");
+        let w = Watcher(vifnet_command(&self.ns, &self.dirs, &[], &["watch"]).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap());
+        // Listening once it says so: a carrier change before would go unseen.
+        let end = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("watching") {
+            assert!(Instant::now() < end, "vifnet watch did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        w
     }
 
     fn vifnet_ok(&self, args: &[&str]) {
@@ -422,7 +430,6 @@ fn a_guest_moved_from_a_to_b_is_followed_by_the_router() {
     // drops with its routes, B announces. (The kernel flushed B's proxy entry for the IPv6
     // gateway when the guest left; the watcher puts it back as the guest comes.)
     watchers[1] = Some(lab.hosts[1].watch());
-    std::thread::sleep(Duration::from_millis(200));
     birds[0].stop(libc::SIGKILL);
     lab.run_on("eb");
     assert!(lab.wait_router(&ip4, |r| r.contains(&lab.via(1, &ip4)), 10).is_some(), "at B: {}", lab.router_route(&ip4));

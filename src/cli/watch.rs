@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::sys::AsyncSocket;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -29,13 +29,19 @@ pub fn run(_args: WatchArgs) -> Result<()> {
         conn.socket_mut().socket_mut().bind(&groups).context("listening to link changes")?;
         tokio::spawn(conn);
         let handle = apply::connect()?;
-        log::info("watching routed vifs' carriers");
-        // The carrier last seen, by interface index: a change is what counts.
+        // The carrier last seen, by interface index, from a dump taken once subscribed: a
+        // change is what counts, not another of the link's news (an MTU, a rename).
+        let mut links = handle.link().get().execute();
         let mut carrier: HashMap<u32, bool> = HashMap::new();
+        while let Some(link) = links.try_next().await.context("links")? {
+            carrier.insert(link.header.index, link.header.flags.contains(LinkFlags::LowerUp));
+        }
+        log::info("watching routed vifs' carriers");
         while let Some((msg, _)) = events.next().await {
             let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = msg.payload else { continue };
             let up = link.header.flags.contains(LinkFlags::LowerUp);
-            if carrier.insert(link.header.index, up) == Some(up) {
+            // A link new since the dump starts with its state: nothing changed yet.
+            if carrier.insert(link.header.index, up).is_none_or(|was| was == up) {
                 continue;
             }
             let Some(name) = link_name(&link) else { continue };
