@@ -54,9 +54,22 @@ fn route_message(dest: IpNetwork, index: u32, metric: u32) -> netlink_packet_rou
         .build()
 }
 
+/// A route of ours to `dest` through `dev`. The kernel answers EEXIST for a route of that
+/// prefix and metric through any link: ours already (done), or another vif's, whose guest
+/// may not be running (its route dead, which the FIB lookup before the plan passed over).
 pub async fn add_route(handle: &Handle, dest: IpNetwork, dev: &IfName, metric: u32) -> Result<(), ApplyError> {
     let index = link_index(handle, dev).await?;
-    idempotent(handle.route().add(route_message(dest, index, metric)).execute().await, &[libc::EEXIST], format!("adding a route to {dest} via {dev}"))
+    let what = format!("adding a route to {dest} via {dev}");
+    match handle.route().add(route_message(dest, index, metric)).execute().await {
+        Err(e) if super::errno(&e) == Some(libc::EEXIST) => {
+            let ours = crate::observe::our_routes_via(handle, index, dest.is_ipv6()).await.map_err(|e| ApplyError::Failed { what: what.clone(), message: e.to_string() })?;
+            match ours.contains(&dest) {
+                true => Ok(()),
+                false => Err(ApplyError::Failed { what, message: format!("{dest} is routed through another link already, with metric {metric}") }),
+            }
+        }
+        r => r.map_err(ApplyError::netlink(what)),
+    }
 }
 
 /// Deletes only our route (protocol, device and metric must match): another route to the

@@ -178,6 +178,32 @@ pub async fn default_route_device(handle: &Handle) -> Result<Option<IfName>, Obs
     Ok(None)
 }
 
+/// The destinations of our routes (protocol 118) out of the link `index`, in one family:
+/// the kernel filters the dump by device and protocol (strict checking), so this reads a
+/// vif's few routes, not the host's; dead ones (the vif without carrier) too.
+pub async fn our_routes_via(handle: &Handle, index: u32, v6: bool) -> Result<Vec<IpNetwork>, ObserveError> {
+    use netlink_packet_route::route::{RouteAddress, RouteProtocol};
+    let ours = RouteProtocol::from(crate::names::ROUTE_PROTOCOL);
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    msg.header.protocol = ours;
+    msg.attributes.push(RouteAttribute::Oif(index));
+    let routes: Vec<RouteMessage> =
+        handle.route().get(msg).execute().try_collect().await.map_err(|err| ObserveError::Netlink { what: format!("the routes via link {index}"), err })?;
+    Ok(routes
+        .iter()
+        .filter(|r| r.header.protocol == ours && route_oif(r) == Some(index))
+        .filter_map(|r| {
+            let addr: IpAddr = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                _ => None,
+            })?;
+            IpNetwork::new(addr, r.header.destination_prefix_length).ok()
+        })
+        .collect())
+}
+
 /// The device a route goes out of, if it names one.
 pub fn route_oif(r: &RouteMessage) -> Option<u32> {
     r.attributes.iter().find_map(|a| match a {
