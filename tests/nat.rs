@@ -24,11 +24,7 @@ struct NatLab {
 
 impl NatLab {
     fn new() -> NatLab {
-        // The bind needs a file to bind over: an empty /etc/ethers, as vifnet itself would
-        // make on a real host (it is left in place; other tests may be using it).
-        if !std::path::Path::new("/etc/ethers").exists() {
-            let _ = std::fs::OpenOptions::new().create(true).append(true).open("/etc/ethers");
-        }
+        host_etc(true);
         let upstream = Netns::new("nup");
         let dom0 = Netns::new("ndom0");
         let dirs = Dirs::new();
@@ -105,6 +101,37 @@ impl Drop for NatLab {
         }
         for etc in &self.etc {
             let _ = std::fs::remove_dir_all(etc);
+        }
+        host_etc(false);
+    }
+}
+
+/// Labs alive in this process, and what the first made: /etc/ethers, /etc/netns.
+static HOST_ETC: std::sync::Mutex<(usize, bool, bool)> = std::sync::Mutex::new((0, false, false));
+
+/// A lab's binds need /etc/netns and a file to bind over: an empty /etc/ethers where the
+/// host has none. The first lab (`taking`) makes what is missing, the last one removes it
+/// if it is still empty, so that the tests leave the host as they found it while other
+/// labs still bind over it.
+fn host_etc(taking: bool) {
+    let mut users = HOST_ETC.lock().unwrap_or_else(|e| e.into_inner());
+    let (ethers, netns) = (std::path::Path::new("/etc/ethers"), std::path::Path::new("/etc/netns"));
+    if taking {
+        if users.0 == 0 {
+            users.1 = !ethers.exists() && std::fs::OpenOptions::new().create(true).append(true).open(ethers).is_ok();
+            users.2 = !netns.exists() && std::fs::create_dir(netns).is_ok();
+        }
+        users.0 += 1;
+    } else {
+        users.0 -= 1;
+        if users.0 == 0 {
+            if std::mem::take(&mut users.1) && ethers.metadata().is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(ethers);
+            }
+            if std::mem::take(&mut users.2) {
+                // Fails, as it should, while anything is left in it.
+                let _ = std::fs::remove_dir(netns);
+            }
         }
     }
 }
