@@ -62,9 +62,8 @@ impl Bird {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Killed (SIGKILL: no goodbye to its peers) and started again with the same config.
-    fn restart_killed(&mut self) {
-        self.stop(libc::SIGKILL);
+    /// Started again with the same config, after a stop.
+    fn start_again(&mut self) {
         self.child = spawn_bird(&self.ns, &self.dir, &self.config);
         self.wait_ready();
     }
@@ -287,8 +286,11 @@ fn a_routed_guest_is_announced_over_bgp_while_online_and_withdrawn_after() {
     let learned = lab.router.ok(&["ip", "route", "show", "proto", "bird"]) + &lab.router.ok(&["ip", "-6", "route", "show", "proto", "bird"]);
     assert_eq!(learned.lines().count(), 2, "{learned}");
 
-    // BIRD killed and started again: the guest is announced again, from the kernel's routes.
-    host_bird.restart_killed();
+    // BIRD killed (SIGKILL: no goodbye to its peers), which takes its announcements away, and
+    // started again: the guest is announced again, from the kernel's routes.
+    host_bird.stop(libc::SIGKILL);
+    assert!(lab.wait_router(&ip4, str::is_empty, 15).is_some(), "the router dropped the killed BIRD's route: {}", lab.router_route(&ip4));
+    host_bird.start_again();
     assert!(lab.wait_router(&ip4, |r| r.contains(&lab.via(0, &ip4)), 30).is_some(), "announced again after BIRD's restart");
     assert!(lab.client.pings(&ip4));
 

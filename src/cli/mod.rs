@@ -31,10 +31,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Host-wide setup of a mode, as xend's network-script: start, stop or status.
-    #[command(after_help = crate::config::keydoc::network_help())]
     Network(network::NetworkArgs),
     /// Per-interface hotplug, as libxl's vif script: online, offline (vif), add, remove (tap).
-    #[command(after_help = crate::config::keydoc::vif_help())]
     Vif(vif::VifArgs),
     /// Every vif vifnet manages, with mode, bridge, MAC, addresses and antispoofing.
     Status(status::StatusArgs),
@@ -64,10 +62,25 @@ enum Command {
     Watch(watch::WatchArgs),
 }
 
-/// The whole command line, for the man page's generator (tests/man.rs).
+/// The whole command line, with every key listed under `network` and `vif` (`--help`; the
+/// man page's generator, tests/man.rs).
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command()
+    use crate::config::keydoc;
+    Cli::command().mut_subcommands(|c| match c.get_name() {
+        "network" => c.after_help(keydoc::network_help()),
+        "vif" => c.after_help(keydoc::vif_help()),
+        _ => c,
+    })
+}
+
+/// The command line as a call parses it. The lists of keys come from the shipped mode files,
+/// which a hotplug call has no reason to read: only a call asking for help gets them.
+fn parse(argv: Vec<String>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let help = argv.iter().skip(1).any(|a| a == "-h" || a == "--help" || a == "help");
+    let cmd = if help { command() } else { Cli::command() };
+    Cli::from_arg_matches(&cmd.try_get_matches_from(argv)?)
 }
 
 /// argv as `vifnet ...` would see it: the multi-call names map onto subcommands. Xen's
@@ -85,7 +98,7 @@ pub fn normalise_argv(argv: Vec<String>) -> Vec<String> {
 
 pub fn main() -> i32 {
     let argv = normalise_argv(std::env::args().collect());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match parse(argv) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::setup_summary::{self, Row};
+use super::setup_summary::{self, Row, Seen};
 use crate::apply::simulate;
 use crate::config::domain::DomainConfig;
 use crate::config::inputs::{self, Inputs};
@@ -269,36 +269,8 @@ fn bring_up_and_check(lab: &Lab, d: &Dirs) -> Result<Checked> {
             spoof = Some((v.kernel_name(), if arrived == 0 { "spoof dropped" } else { "SPOOF PASSED" }));
         }
     }
-    let mut rows = Vec::new();
-    for g in &lab.guests {
-        let pings = upstream.get(&g.name).map(Vec::as_slice).unwrap_or_default();
-        let reach = match pings.iter().filter(|(_, ok)| !ok).map(|(f, _)| *f).collect::<Vec<_>>() {
-            none if none.is_empty() && !pings.is_empty() => "yes".to_string(),
-            lost if lost.len() == pings.len() => "NO".to_string(),
-            lost => format!("NO over {}", lost.join(", ")),
-        };
-        for v in &g.vifs {
-            let vif = v.kernel_name();
-            let address = match (v.dhcp, lease_of(&vif)) {
-                (true, Some(l)) => l.0.to_string(),
-                (true, None) => "no lease".into(),
-                (false, _) => v.guest_addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(" "),
-            };
-            let dns = match resolved.get(&vif) {
-                Some((name, true)) => name.clone(),
-                Some((name, false)) => format!("{name} (NOT resolved)"),
-                None => "-".into(),
-            };
-            let antispoof = match &spoof {
-                Some((s, result)) if *s == vif => result.to_string(),
-                _ if lab.guarded(v) => "on".into(),
-                _ => "off".into(),
-            };
-            let how = if v.dhcp { "DHCP" } else { "static" };
-            rows.push(Row { mode: lab.mode.clone(), guest: g.name.clone(), vif, address, how: how.into(), dns, upstream: reach.clone(), antispoof });
-        }
-    }
-    Ok(Checked { rows, failed })
+    let seen = Seen { leases: &leases, resolved, upstream, spoof };
+    Ok(Checked { rows: seen.rows(lab), failed })
 }
 
 fn teardown(lab: &Lab, d: &Dirs) -> Result<()> {

@@ -3,11 +3,14 @@
 //! runs one simulation per mode and passes them the same `--summary` file, so the last one
 //! prints the rows of all three.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::plan::simulate::{Lab, Lease};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Row {
@@ -20,6 +23,54 @@ pub struct Row {
     pub dns: String,
     pub upstream: String,
     pub antispoof: String,
+}
+
+/// What a simulation's checks saw, for its rows.
+pub struct Seen<'a> {
+    /// By vif: the lease its guest got, if it asked for one.
+    pub leases: &'a HashMap<String, Option<Lease>>,
+    /// By vif: the name another guest resolved it by, and whether the answer was its lease.
+    pub resolved: HashMap<String, (String, bool)>,
+    /// By guest: each family's ping of the lan host.
+    pub upstream: HashMap<String, Vec<(&'static str, bool)>>,
+    /// The vif the spoofing check ran on, and what it showed.
+    pub spoof: Option<(String, &'static str)>,
+}
+
+impl Seen<'_> {
+    /// A row per guest interface of the lab.
+    pub fn rows(&self, lab: &Lab) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for g in &lab.guests {
+            let pings = self.upstream.get(&g.name).map(Vec::as_slice).unwrap_or_default();
+            let reach = match pings.iter().filter(|(_, ok)| !ok).map(|(f, _)| *f).collect::<Vec<_>>() {
+                none if none.is_empty() && !pings.is_empty() => "yes".to_string(),
+                lost if lost.len() == pings.len() => "NO".to_string(),
+                lost => format!("NO over {}", lost.join(", ")),
+            };
+            for v in &g.vifs {
+                let vif = v.kernel_name();
+                let address = match (v.dhcp, self.leases.get(&vif).copied().flatten()) {
+                    (true, Some(l)) => l.0.to_string(),
+                    (true, None) => "no lease".into(),
+                    (false, _) => v.guest_addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(" "),
+                };
+                let dns = match self.resolved.get(&vif) {
+                    Some((name, true)) => name.clone(),
+                    Some((name, false)) => format!("{name} (NOT resolved)"),
+                    None => "-".into(),
+                };
+                let antispoof = match &self.spoof {
+                    Some((s, result)) if *s == vif => result.to_string(),
+                    _ if lab.guarded(v) => "on".into(),
+                    _ => "off".into(),
+                };
+                let how = if v.dhcp { "DHCP" } else { "static" };
+                rows.push(Row { mode: lab.mode.clone(), guest: g.name.clone(), vif, address, how: how.into(), dns, upstream: reach.clone(), antispoof });
+            }
+        }
+        rows
+    }
 }
 
 const HEADINGS: [&str; 8] = ["MODE", "GUEST", "VIF", "ADDRESS", "HOW", "DNS NAME", "UPSTREAM", "ANTISPOOF"];

@@ -12,11 +12,11 @@ use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::sys::AsyncSocket;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::plan::{route as plan_route, VifJournal};
-use crate::{apply, log, state};
+use crate::{apply, log, observe, state};
 
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {}
@@ -44,22 +44,16 @@ pub fn run(_args: WatchArgs) -> Result<()> {
             if carrier.insert(link.header.index, up).is_none_or(|was| was == up) {
                 continue;
             }
-            let Some(name) = link_name(&link) else { continue };
+            let Some(name) = observe::link_message_name(&link) else { continue };
             let Some(rec) = routed_vif(&name) else { continue };
             // A vif gone meanwhile, or a route an offline just took: the next event says.
-            match apply::setup(&handle, &plan_route::carrier_changed(&rec, up)).await {
+            let ignoring = [false, true].map(|v6| observe::sysctl(&plan_route::linkdown_key(&rec.name, v6)).as_deref() == Some("1"));
+            match apply::setup(&handle, &plan_route::carrier_changed(&rec, up, ignoring)).await {
                 Ok(()) => log::info(&format!("{name}: carrier {}: routes given again", if up { "up" } else { "down" })),
                 Err(e) => log::info(&format!("{name}: carrier {}: {e}", if up { "up" } else { "down" })),
             }
         }
         Ok(())
-    })
-}
-
-fn link_name(link: &LinkMessage) -> Option<String> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
     })
 }
 

@@ -46,7 +46,7 @@ fn run(args: XenScriptsArgs, install: bool) -> Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("{verb}: --dir {}: no such directory (is Xen installed?)", dir.display());
     }
-    let keep = if !args.no_divert && which("dpkg-divert") { KeepAside::Dpkg { root: root.clone() } } else { KeepAside::Rename };
+    let keep = if !args.no_divert && observe::health::on_path("dpkg-divert") { KeepAside::Dpkg { root: root.clone() } } else { KeepAside::Rename };
     let target = match args.target {
         Some(t) => t,
         // Without /proc (a chroot), where the package puts it.
@@ -64,8 +64,4 @@ fn run(args: XenScriptsArgs, install: bool) -> Result<()> {
         apply::xen_scripts::run(&dir, &in_root, &target, &keep, &steps).context(verb)?;
     }
     Ok(())
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }

@@ -89,13 +89,16 @@ pub async fn ports_of(handle: &Handle, bridge: u32) -> Result<Vec<String>, Obser
     Ok(links
         .iter()
         .filter(|l| l.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(i) if *i == bridge)))
-        .filter_map(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-        })
+        .filter_map(link_message_name)
         .collect())
+}
+
+/// A link's name, as a netlink message about it gives it.
+pub fn link_message_name(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
 }
 
 /// Everything a takeover moves: the uplink's MAC, MTU, addresses and routes of both
@@ -182,26 +185,26 @@ pub async fn default_route_device(handle: &Handle) -> Result<Option<IfName>, Obs
 /// the kernel filters the dump by device and protocol (strict checking), so this reads a
 /// vif's few routes, not the host's; dead ones (the vif without carrier) too.
 pub async fn our_routes_via(handle: &Handle, index: u32, v6: bool) -> Result<Vec<IpNetwork>, ObserveError> {
-    use netlink_packet_route::route::{RouteAddress, RouteProtocol};
-    let ours = RouteProtocol::from(crate::names::ROUTE_PROTOCOL);
+    use netlink_packet_route::route::RouteProtocol;
+    let ours = RouteProtocol::Other(crate::names::ROUTE_PROTOCOL);
     let mut msg = RouteMessage::default();
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     msg.header.protocol = ours;
     msg.attributes.push(RouteAttribute::Oif(index));
     let routes: Vec<RouteMessage> =
         handle.route().get(msg).execute().try_collect().await.map_err(|err| ObserveError::Netlink { what: format!("the routes via link {index}"), err })?;
-    Ok(routes
-        .iter()
-        .filter(|r| r.header.protocol == ours && route_oif(r) == Some(index))
-        .filter_map(|r| {
-            let addr: IpAddr = r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
-                RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
-                _ => None,
-            })?;
-            IpNetwork::new(addr, r.header.destination_prefix_length).ok()
-        })
-        .collect())
+    Ok(routes.iter().filter(|r| r.header.protocol == ours && route_oif(r) == Some(index)).filter_map(route_dest).collect())
+}
+
+/// Where a route goes: its destination with its prefix length.
+pub fn route_dest(r: &RouteMessage) -> Option<IpNetwork> {
+    use netlink_packet_route::route::RouteAddress;
+    let addr = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
+    })?;
+    IpNetwork::new(addr, r.header.destination_prefix_length).ok()
 }
 
 /// The device a route goes out of, if it names one.
@@ -219,12 +222,7 @@ async fn link_name(handle: &Handle, index: u32) -> Result<Option<IfName>, Observ
         Err(e) if is_enodev(&e) => None,
         Err(err) => return Err(ObserveError::Netlink { what: format!("link {index}"), err }),
     };
-    Ok(msg.and_then(|m| {
-        m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => IfName::parse("link", n).ok(),
-            _ => None,
-        })
-    }))
+    Ok(msg.as_ref().and_then(link_message_name).and_then(|n| IfName::parse("link", &n).ok()))
 }
 
 /// The value of /proc/sys/`key` (slash form); None when the key does not exist here.
@@ -285,9 +283,12 @@ pub async fn route_host(handle: &Handle, mode: &RouteMode) -> Result<HostFacts, 
     Ok(HostFacts { uplink, netdev_missing, sysctls, gateway_link, gateway_link_addrs })
 }
 
-/// A routed vif's proxy NDP sysctls as they are, under either of its names.
+/// A routed vif's sysctls route mode sets ([`plan_route::vif_sysctl_keys`]) as they are,
+/// under either of its names.
 pub fn route_vif_sysctls(kernel_name: &IfName, name: &IfName) -> std::collections::BTreeMap<String, String> {
-    [kernel_name, name].into_iter().flat_map(plan_route::vif_sysctl_keys).filter_map(|(k, _, _)| sysctl(&k).map(|v| (k, v))).collect()
+    // One name when the vif keeps netback's: each key read once.
+    let names = if kernel_name == name { vec![kernel_name] } else { vec![kernel_name, name] };
+    names.into_iter().flat_map(plan_route::vif_sysctl_keys).filter_map(|(k, _, _)| sysctl(&k).map(|v| (k, v))).collect()
 }
 
 /// The uplink: `netdev` if that link exists (else none, and `true`: it is missing), or

@@ -9,9 +9,8 @@ use std::path::Path;
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
@@ -30,11 +29,7 @@ pub async fn links(handle: &Handle) -> Result<BTreeMap<String, LinkFacts>, Obser
     Ok(msgs
         .iter()
         .filter_map(|m| {
-            let name = m.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })?;
-            Some((name, link_facts(m)))
+            Some((super::link_message_name(m)?, link_facts(m)))
         })
         .collect())
 }
@@ -63,17 +58,11 @@ async fn our_routes(handle: &Handle) -> Result<BTreeSet<OurRoute>, ObserveError>
         msg.header.address_family = family;
         let routes: Vec<RouteMessage> = handle.route().get(msg).execute().try_collect().await.map_err(failed("routes"))?;
         for r in routes.iter().filter(|r| r.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL)) {
-            let (mut dest, oif, mut metric) = (None, super::route_oif(r), 0);
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(v4)) => dest = Some(IpAddr::V4(*v4)),
-                    RouteAttribute::Destination(RouteAddress::Inet6(v6)) => dest = Some(IpAddr::V6(*v6)),
-                    RouteAttribute::Priority(p) => metric = *p,
-                    _ => {}
-                }
-            }
-            let dest = dest.and_then(|d| IpNetwork::new(d, r.header.destination_prefix_length).ok());
-            if let (Some(dest), Some(oif)) = (dest, oif) {
+            let metric = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Priority(p) => Some(*p),
+                _ => None,
+            });
+            if let (Some(dest), Some(oif), metric) = (super::route_dest(r), super::route_oif(r), metric.unwrap_or(0)) {
                 out.insert(OurRoute { dest, oif, metric });
             }
         }

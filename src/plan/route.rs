@@ -272,11 +272,16 @@ pub fn record_elements(rec: &RouteVifRecord) -> Vec<super::nft::Elem> {
 ///   unless it is 0.
 pub fn vif_sysctl_keys(dev: &IfName) -> [(String, &'static str, bool); 4] {
     [
-        (format!("net/ipv4/conf/{dev}/ignore_routes_with_linkdown"), "1", false),
-        (format!("net/ipv6/conf/{dev}/ignore_routes_with_linkdown"), "1", false),
+        (linkdown_key(dev, false), "1", false),
+        (linkdown_key(dev, true), "1", false),
         (format!("net/ipv6/conf/{dev}/proxy_ndp"), "1", true),
         (format!("net/ipv6/neigh/{dev}/proxy_delay"), "0", true),
     ]
+}
+
+/// The sysctl that makes a vif's routes of one family dead while it has no carrier.
+pub fn linkdown_key(dev: &IfName, v6: bool) -> String {
+    format!("net/{}/conf/{dev}/ignore_routes_with_linkdown", if v6 { "ipv6" } else { "ipv4" })
 }
 
 /// The changes to the vif's sysctls, given their values `now` (read under the kernel's
@@ -350,25 +355,26 @@ pub fn gateway_steps(rec: &RouteVifRecord, down: bool) -> Vec<Step> {
 /// change itself, nor of a route replaced by its equal. Going down, a family's routes are
 /// taken away while the vif does not yet ignore linkdown routes (BIRD drops the news of a
 /// dead route, even of its removal, and would go on announcing it until its next scan),
-/// then come back dead, which BIRD leaves out. Coming up, the IPv6 gateway's proxy entry
-/// is put back too.
-pub fn carrier_changed(rec: &RouteVifRecord, up: bool) -> Plan {
+/// then come back dead, which BIRD leaves out; `ignoring` says, per family (IPv4, IPv6),
+/// whether the vif ignores them now ([`linkdown_key`]: a vif online before vifnet set it
+/// does not, and is left so). Coming up, the IPv6 gateway's proxy entry is put back too.
+pub fn carrier_changed(rec: &RouteVifRecord, up: bool, ignoring: [bool; 2]) -> Plan {
     let mut plan = Plan::default();
     let dev = &rec.name;
-    for (family, v6) in [("ipv4", false), ("ipv6", true)] {
+    for (v6, ignores) in [(false, ignoring[0]), (true, ignoring[1])] {
         let dests: Vec<IpNetwork> = rec.ips.iter().filter(|n| n.is_ipv6() == v6).copied().collect();
         if dests.is_empty() {
             continue;
         }
-        let ignore = format!("net/{family}/conf/{dev}/ignore_routes_with_linkdown");
-        if !up {
-            plan.push(Step::Sysctl { key: ignore.clone(), from: "1".into(), to: "0".into() });
+        let toggle = !up && ignores;
+        if toggle {
+            plan.push(Step::Sysctl { key: linkdown_key(dev, v6), from: "1".into(), to: "0".into() });
         }
         for dest in &dests {
             plan.push(Step::DelRoute { dest: *dest, dev: dev.clone(), metric: rec.metric });
         }
-        if !up {
-            plan.push(Step::Sysctl { key: ignore, from: "0".into(), to: "1".into() });
+        if toggle {
+            plan.push(Step::Sysctl { key: linkdown_key(dev, v6), from: "0".into(), to: "1".into() });
         }
         for dest in &dests {
             plan.push(Step::AddRoute { dest: *dest, dev: dev.clone(), metric: rec.metric });
@@ -675,7 +681,7 @@ mod tests {
         );
         // The guest stops running here (carrier down), then runs here again.
         assert_eq!(
-            lines(&carrier_changed(&rec, false))[..4],
+            lines(&carrier_changed(&rec, false, [true, true]))[..4],
             [
                 "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=0 (was 1)",
                 "ip route del 80.68.86.194/32 dev vif5.0 proto 118 metric 2 (if present)",
@@ -683,7 +689,7 @@ mod tests {
                 "sysctl -w net/ipv4/conf/vif5.0/ignore_routes_with_linkdown=1 (was 0)",
             ]
         );
-        let up = lines(&carrier_changed(&rec, true));
+        let up = lines(&carrier_changed(&rec, true, [true, true]));
         assert_eq!(up.len(), 2 * 3 + 5, "each route taken away and put back, then the gateway's steps: {up:?}");
         assert_eq!(up[10], "ip -6 neigh add proxy 2001:db8:42::1 dev vif5.0 router proto 118", "the gateway's proxy entry, which the carrier's loss took");
     }
